@@ -1,0 +1,483 @@
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/parley-chat/parley"
+)
+
+// ErrDuplicate is returned by inserts that hit a unique index (a message's
+// client_id, a conversation's live call). Callers turn it into the answer
+// their rule calls for; on PostgreSQL the transaction is spoiled by then, so
+// it must be returned, not recovered from inside the transaction.
+var ErrDuplicate = errors.New("duplicate key")
+
+// ConversationRow is a conversation as stored, without any user's view.
+type ConversationRow struct {
+	ID             string
+	ClientID       string
+	ProfessionalID string
+	Subject        string
+	CreatedAt      time.Time
+	LastSeq        int64
+}
+
+// Member is one participant's row of a conversation.
+type Member struct {
+	ConversationID string
+	UserID         string
+	PeerID         string
+	ReadSeq        int64
+	DeliveredSeq   int64
+}
+
+// CreateConversation inserts the conversation and both of its members, with
+// no messages yet.
+func (tx *Tx) CreateConversation(c *ConversationRow) error {
+	at := Micros(c.CreatedAt)
+	if _, err := tx.exec(`INSERT INTO conversations (id, client_id, professional_id, subject, created_at, last_seq, last_activity)
+		VALUES (?, ?, ?, ?, ?, 0, ?)`, c.ID, c.ClientID, c.ProfessionalID, c.Subject, at, at); err != nil {
+		return fmt.Errorf("insert conversation: %w", err)
+	}
+	for _, m := range [][2]string{{c.ClientID, c.ProfessionalID}, {c.ProfessionalID, c.ClientID}} {
+		if _, err := tx.exec(`INSERT INTO conversation_members (conversation_id, user_id, peer_id, read_seq, delivered_seq)
+			VALUES (?, ?, ?, 0, 0)`, c.ID, m[0], m[1]); err != nil {
+			return fmt.Errorf("insert member: %w", err)
+		}
+	}
+	return nil
+}
+
+// Member returns the user's row of the conversation, or parley.NotFound when
+// the conversation does not exist or the user is not in it (the same answer,
+// so a caller cannot tell the two apart).
+func (tx *Tx) Member(conversationID, userID string) (*Member, error) {
+	if impossibleKey(conversationID) {
+		return nil, parley.NotFound
+	}
+	m := Member{ConversationID: conversationID, UserID: userID}
+	err := tx.queryRow(`SELECT peer_id, read_seq, delivered_seq FROM conversation_members WHERE conversation_id = ? AND user_id = ?`,
+		conversationID, userID).Scan(&m.PeerID, &m.ReadSeq, &m.DeliveredSeq)
+	if isNoRows(err) {
+		return nil, parley.NotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load member: %w", err)
+	}
+	return &m, nil
+}
+
+// LastSeq returns the seq of the conversation's newest message.
+func (tx *Tx) LastSeq(conversationID string) (int64, error) {
+	var n int64
+	err := tx.queryRow(`SELECT last_seq FROM conversations WHERE id = ?`, conversationID).Scan(&n)
+	if isNoRows(err) {
+		return 0, parley.NotFound
+	}
+	return n, err
+}
+
+// NextSeq allocates the conversation's next message seq and records activity
+// at at. The row stays locked until the transaction ends, which orders
+// concurrent sends: seq order is commit order, so every log sees a
+// conversation's messages in seq order.
+func (tx *Tx) NextSeq(conversationID string, at time.Time) (int64, error) {
+	var seq int64
+	us := Micros(at)
+	err := tx.queryRow(`UPDATE conversations SET last_seq = last_seq + 1,
+		last_activity = CASE WHEN last_activity < ? THEN ? ELSE last_activity END
+		WHERE id = ? RETURNING last_seq`, us, us, conversationID).Scan(&seq)
+	if isNoRows(err) {
+		return 0, parley.NotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("allocate seq: %w", err)
+	}
+	return seq, nil
+}
+
+// Contacts returns the users who share a conversation with userID.
+func (tx *Tx) Contacts(userID string) ([]string, error) {
+	rows, err := tx.query(`SELECT DISTINCT peer_id FROM conversation_members WHERE user_id = ?`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("list contacts: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// conversationView selects a conversation from one member's point of view,
+// with both users and the newest message, in one query.
+const conversationView = `SELECT c.id, c.subject, c.created_at, c.last_seq, c.last_activity,
+	m.read_seq, p.read_seq, p.delivered_seq,
+	(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = c.id AND x.seq > m.read_seq
+		AND x.sender_id <> m.user_id AND x.deleted = FALSE),
+	cu.id, cu.username, cu.display_name, cu.role, cu.last_seen,
+	pu.id, pu.username, pu.display_name, pu.role, pu.last_seen,
+	` + lastMessageColumns + `
+	FROM conversation_members m
+	JOIN conversations c ON c.id = m.conversation_id
+	JOIN conversation_members p ON p.conversation_id = m.conversation_id AND p.user_id = m.peer_id
+	JOIN users cu ON cu.id = c.client_id
+	JOIN users pu ON pu.id = c.professional_id
+	LEFT JOIN messages lm ON lm.conversation_id = c.id AND lm.seq = c.last_seq
+	WHERE m.user_id = ?`
+
+const lastMessageColumns = `lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.body, lm.client_id,
+	lm.reply_to_id, lm.reply_sender_id, lm.reply_preview, lm.created_at, lm.edited_at, lm.deleted`
+
+// ConversationView returns the conversation as userID sees it, or
+// parley.NotFound when they are not in it.
+func (tx *Tx) ConversationView(conversationID, userID string) (*parley.Conversation, error) {
+	if impossibleKey(conversationID) {
+		return nil, parley.NotFound
+	}
+	c, err := scanConversation(tx.queryRow(conversationView+` AND m.conversation_id = ?`, userID, conversationID))
+	if isNoRows(err) {
+		return nil, parley.NotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load conversation: %w", err)
+	}
+	return c, nil
+}
+
+// ConversationsOf lists the user's conversations, newest activity first, at
+// most limit of them.
+func (tx *Tx) ConversationsOf(userID string, limit int) ([]*parley.Conversation, error) {
+	rows, err := tx.query(conversationView+` ORDER BY c.last_activity DESC, c.id DESC LIMIT ?`, userID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	defer rows.Close()
+	out := []*parley.Conversation{}
+	for rows.Next() {
+		c, err := scanConversation(rows)
+		if err != nil {
+			return nil, fmt.Errorf("scan conversation: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanConversation(row scanner) (*parley.Conversation, error) {
+	var c parley.Conversation
+	var created, activity int64
+	var cSeen, pSeen sql.NullInt64
+	var lm nullMessage
+	dst := []any{&c.ID, &c.Subject, &created, &c.LastSeq, &activity,
+		&c.LastReadSeq, &c.PeerLastReadSeq, &c.PeerDeliveredSeq, &c.UnreadCount,
+		&c.Client.ID, &c.Client.Username, &c.Client.DisplayName, &c.Client.Role, &cSeen,
+		&c.Professional.ID, &c.Professional.Username, &c.Professional.DisplayName, &c.Professional.Role, &pSeen}
+	if err := row.Scan(append(dst, lm.dest()...)...); err != nil {
+		return nil, err
+	}
+	c.CreatedAt, c.LastActivity = parley.T(FromMicros(created)), FromMicros(activity)
+	c.Client.LastSeen, c.Professional.LastSeen = nullTime(cSeen), nullTime(pSeen)
+	c.LastMessage = lm.message()
+	return &c, nil
+}
+
+const messageColumns = `id, conversation_id, seq, sender_id, body, client_id,
+	reply_to_id, reply_sender_id, reply_preview, created_at, edited_at, deleted`
+
+// nullMessage scans message columns that may all be NULL (a LEFT JOIN).
+type nullMessage struct {
+	id, conv, sender, body                       sql.NullString
+	clientID, replyID, replySender, replyPreview sql.NullString
+	seq, created, edited                         sql.NullInt64
+	deleted                                      sql.NullBool
+}
+
+func (n *nullMessage) dest() []any {
+	return []any{&n.id, &n.conv, &n.seq, &n.sender, &n.body, &n.clientID,
+		&n.replyID, &n.replySender, &n.replyPreview, &n.created, &n.edited, &n.deleted}
+}
+
+func (n *nullMessage) message() *parley.Message {
+	if !n.id.Valid {
+		return nil
+	}
+	m := &parley.Message{
+		ID: n.id.String, ConversationID: n.conv.String, Seq: n.seq.Int64, SenderID: n.sender.String,
+		Body: n.body.String, CreatedAt: parley.T(FromMicros(n.created.Int64)), EditedAt: nullTime(n.edited),
+		Deleted: n.deleted.Bool,
+	}
+	if n.clientID.Valid {
+		m.ClientID = &n.clientID.String
+	}
+	if n.replyID.Valid {
+		m.ReplyTo = &parley.Reply{ID: n.replyID.String, SenderID: n.replySender.String, Preview: n.replyPreview.String}
+	}
+	return m
+}
+
+func scanMessage(row scanner) (*parley.Message, error) {
+	var n nullMessage
+	if err := row.Scan(n.dest()...); err != nil {
+		return nil, err
+	}
+	return n.message(), nil
+}
+
+// InsertMessage stores a new message whose seq came from NextSeq. A client_id
+// the sender already used is ErrDuplicate.
+func (tx *Tx) InsertMessage(m *parley.Message) error {
+	var replyID, replySender, replyPreview *string
+	if m.ReplyTo != nil {
+		replyID, replySender, replyPreview = &m.ReplyTo.ID, &m.ReplyTo.SenderID, &m.ReplyTo.Preview
+	}
+	var edited *int64
+	if m.EditedAt != nil {
+		v := Micros(m.EditedAt.Time)
+		edited = &v
+	}
+	_, err := tx.exec(`INSERT INTO messages (`+messageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		m.ID, m.ConversationID, m.Seq, m.SenderID, m.Body, m.ClientID,
+		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted)
+	if tx.d.IsUniqueViolation(err) {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("insert message: %w", err)
+	}
+	return nil
+}
+
+// MessageByID returns the message or parley.NotFound.
+func (tx *Tx) MessageByID(id string) (*parley.Message, error) {
+	if impossibleKey(id) {
+		return nil, parley.NotFound
+	}
+	m, err := scanMessage(tx.queryRow(`SELECT `+messageColumns+` FROM messages WHERE id = ?`, id))
+	if isNoRows(err) {
+		return nil, parley.NotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load message: %w", err)
+	}
+	return m, nil
+}
+
+// MessageByClientID returns the sender's message with that client_id, or
+// parley.NotFound.
+func (tx *Tx) MessageByClientID(senderID, clientID string) (*parley.Message, error) {
+	if impossibleKey(clientID) {
+		return nil, parley.NotFound
+	}
+	m, err := scanMessage(tx.queryRow(`SELECT `+messageColumns+` FROM messages WHERE sender_id = ? AND client_id = ?`,
+		senderID, clientID))
+	if isNoRows(err) {
+		return nil, parley.NotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load message by client_id: %w", err)
+	}
+	return m, nil
+}
+
+// EditMessage replaces the body of a message that is not deleted.
+func (tx *Tx) EditMessage(id, body string, at time.Time) error {
+	_, err := tx.exec(`UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = FALSE`, body, Micros(at), id)
+	if err != nil {
+		return fmt.Errorf("edit message: %w", err)
+	}
+	return nil
+}
+
+// DeleteMessage turns the message into a tombstone: it keeps its seq and
+// loses its text, including the text it quoted.
+func (tx *Tx) DeleteMessage(id string) error {
+	_, err := tx.exec(`UPDATE messages SET body = '', deleted = TRUE, reply_to_id = NULL, reply_sender_id = NULL,
+		reply_preview = NULL WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete message: %w", err)
+	}
+	return nil
+}
+
+// Messages returns up to limit messages of the conversation in ascending seq,
+// and whether more exist in the direction being paged. Forward, it pages up
+// from afterSeq (bounded by beforeSeq if > 0); otherwise it returns the
+// newest messages below beforeSeq (or the newest of all), and the bool tells
+// whether older ones exist.
+func (tx *Tx) Messages(conversationID string, beforeSeq, afterSeq int64, forward bool, limit int) ([]*parley.Message, bool, error) {
+	q := `SELECT ` + messageColumns + ` FROM messages WHERE conversation_id = ?`
+	args := []any{conversationID}
+	if beforeSeq > 0 {
+		q += ` AND seq < ?`
+		args = append(args, beforeSeq)
+	}
+	if forward {
+		q += ` AND seq > ? ORDER BY seq ASC LIMIT ?`
+		args = append(args, afterSeq)
+	} else {
+		q += ` ORDER BY seq DESC LIMIT ?`
+	}
+	args = append(args, limit+1)
+	rows, err := tx.query(q, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list messages: %w", err)
+	}
+	defer rows.Close()
+	out := make([]*parley.Message, 0, min(limit+1, 64))
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, false, fmt.Errorf("scan message: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	more := len(out) > limit
+	if more {
+		out = out[:limit]
+	}
+	if !forward {
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
+		}
+	}
+	return out, more, nil
+}
+
+// AdvanceRead moves the user's read marker forward to upTo, and the delivered
+// marker with it (what was read was delivered). It reports whether the read
+// marker moved; it never moves back.
+func (tx *Tx) AdvanceRead(conversationID, userID string, upTo int64) (bool, error) {
+	res, err := tx.exec(`UPDATE conversation_members SET read_seq = ?,
+		delivered_seq = CASE WHEN delivered_seq < ? THEN ? ELSE delivered_seq END
+		WHERE conversation_id = ? AND user_id = ? AND read_seq < ?`,
+		upTo, upTo, upTo, conversationID, userID, upTo)
+	if err != nil {
+		return false, fmt.Errorf("advance read: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// AdvanceDelivered moves the user's delivered marker forward to upTo. It
+// returns the peer's id when the marker moved, "" when it was already there.
+// The condition in the UPDATE is what keeps two nodes flushing at once from
+// moving it back.
+func (tx *Tx) AdvanceDelivered(conversationID, userID string, upTo int64) (string, error) {
+	var peer string
+	err := tx.queryRow(`UPDATE conversation_members SET delivered_seq = ?
+		WHERE conversation_id = ? AND user_id = ? AND delivered_seq < ? RETURNING peer_id`,
+		upTo, conversationID, userID, upTo).Scan(&peer)
+	if isNoRows(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("advance delivered: %w", err)
+	}
+	return peer, nil
+}
+
+const callColumns = `id, conversation_id, caller_id, callee_id, media, state, created_at, answered_at, ended_at`
+
+func scanCall(row scanner) (*parley.Call, error) {
+	var c parley.Call
+	var created int64
+	var answered, ended sql.NullInt64
+	if err := row.Scan(&c.ID, &c.ConversationID, &c.CallerID, &c.CalleeID, &c.Media, &c.State, &created, &answered, &ended); err != nil {
+		return nil, err
+	}
+	c.CreatedAt, c.AnsweredAt, c.EndedAt = parley.T(FromMicros(created)), nullTime(answered), nullTime(ended)
+	return &c, nil
+}
+
+// InsertCall stores a new ringing call. A conversation that already has a
+// ringing or active call gives ErrDuplicate.
+func (tx *Tx) InsertCall(c *parley.Call) error {
+	_, err := tx.exec(`INSERT INTO calls (`+callColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
+		c.ID, c.ConversationID, c.CallerID, c.CalleeID, c.Media, c.State, Micros(c.CreatedAt.Time))
+	if tx.d.IsUniqueViolation(err) {
+		return ErrDuplicate
+	}
+	if err != nil {
+		return fmt.Errorf("insert call: %w", err)
+	}
+	return nil
+}
+
+// CallByID returns the call or parley.NotFound.
+func (tx *Tx) CallByID(id string) (*parley.Call, error) {
+	if impossibleKey(id) {
+		return nil, parley.NotFound
+	}
+	c, err := scanCall(tx.queryRow(`SELECT `+callColumns+` FROM calls WHERE id = ?`, id))
+	if isNoRows(err) {
+		return nil, parley.NotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load call: %w", err)
+	}
+	return c, nil
+}
+
+// LiveCall returns the conversation's ringing or active call, or
+// parley.NotFound.
+func (tx *Tx) LiveCall(conversationID string) (*parley.Call, error) {
+	c, err := scanCall(tx.queryRow(`SELECT `+callColumns+` FROM calls WHERE conversation_id = ? AND state IN ('ringing', 'active')`,
+		conversationID))
+	if isNoRows(err) {
+		return nil, parley.NotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load live call: %w", err)
+	}
+	return c, nil
+}
+
+// SetCallState moves the call from state from to state to, setting
+// answered_at or ended_at to at as the new state calls for. It reports
+// whether the call was in state from; the condition makes a transition
+// happen once even when two nodes race for it (accept against ring timeout).
+func (tx *Tx) SetCallState(id, from, to string, at time.Time) (bool, error) {
+	col := "ended_at"
+	if to == parley.CallActive {
+		col = "answered_at"
+	}
+	res, err := tx.exec(`UPDATE calls SET state = ?, `+col+` = ? WHERE id = ? AND state = ?`, to, Micros(at), id, from)
+	if err != nil {
+		return false, fmt.Errorf("set call state: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// RingingSince lists up to limit calls still ringing that started before t.
+func (tx *Tx) RingingSince(t time.Time, limit int) ([]*parley.Call, error) {
+	rows, err := tx.query(`SELECT `+callColumns+` FROM calls WHERE state = 'ringing' AND created_at < ? ORDER BY created_at LIMIT ?`,
+		Micros(t), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list ringing calls: %w", err)
+	}
+	defer rows.Close()
+	var out []*parley.Call
+	for rows.Next() {
+		c, err := scanCall(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,218 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/parley-chat/parley"
+)
+
+// Append adds events to their users' logs, each with the next id of its user,
+// and returns the stored events in the order given.
+//
+// It takes a few statements for any number of users, since a publish may
+// address 10,000 of them: one head update per chunk of users reserves each
+// user's run of ids (the row lock is what keeps ids contiguous across
+// concurrent writers and nodes), then multi-row inserts write the events.
+func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
+	// Each user's events, in the order given; users in id order so that
+	// transactions lock overlapping heads in one order where they can.
+	byUser := make(map[string][]int, len(events))
+	for i, e := range events {
+		byUser[e.UserID] = append(byUser[e.UserID], i)
+	}
+	users := make([]string, 0, len(byUser))
+	for u := range byUser {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+
+	last, err := tx.advanceHeads(users, byUser)
+	if err != nil {
+		return nil, err
+	}
+	now := Now()
+	out := make([]parley.Event, len(events))
+	logOrder := make([]parley.Event, 0, len(events)) // per user, by id, for the hook
+	for _, u := range users {
+		idx := byUser[u]
+		first := last[u] - int64(len(idx)) + 1
+		for k, i := range idx {
+			e := events[i]
+			out[i] = parley.Event{UserID: u, ID: first + int64(k), Type: e.Type, Data: e.Data, Time: parley.T(now)}
+			logOrder = append(logOrder, out[i])
+		}
+	}
+	if err := tx.insertEvents(logOrder, Micros(now)); err != nil {
+		return nil, err
+	}
+	tx.appended = append(tx.appended, logOrder...)
+	return out, nil
+}
+
+// headChunk and rowChunk keep statements well under both back ends'
+// bound-parameter limits.
+const (
+	headChunk = 500
+	rowChunk  = 200
+)
+
+// advanceHeads moves each user's log head forward by their number of events
+// and returns the new heads. Users with the same count share a statement.
+// users must be sorted.
+func (tx *Tx) advanceHeads(users []string, byUser map[string][]int) (map[string]int64, error) {
+	if l, ok := tx.d.(RowLocker); ok {
+		// An UPDATE … IN (…) locks rows in whatever order the plan reads
+		// them; locking first in user order keeps two writers with
+		// overlapping users from deadlocking.
+		for start := 0; start < len(users); start += headChunk {
+			part := users[start:min(start+headChunk, len(users))]
+			if err := tx.lockHeads(part, l.ForUpdate()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	byCount := make(map[int][]string)
+	for _, u := range users {
+		n := len(byUser[u])
+		byCount[n] = append(byCount[n], u)
+	}
+	last := make(map[string]int64, len(users))
+	for n, group := range byCount {
+		for start := 0; start < len(group); start += headChunk {
+			part := group[start:min(start+headChunk, len(group))]
+			args := make([]any, 0, len(part)+1)
+			args = append(args, n)
+			for _, u := range part {
+				args = append(args, u)
+			}
+			rows, err := tx.query(`UPDATE event_heads SET last_id = last_id + ? WHERE user_id IN (?`+
+				strings.Repeat(`, ?`, len(part)-1)+`) RETURNING user_id, last_id`, args...)
+			if err != nil {
+				return nil, fmt.Errorf("advance log heads: %w", err)
+			}
+			for rows.Next() {
+				var u string
+				var id int64
+				if err := rows.Scan(&u, &id); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				last[u] = id
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("advance log heads: %w", err)
+			}
+		}
+	}
+	if len(last) != len(users) {
+		return nil, parley.NotFound // an event for a user who does not exist
+	}
+	return last, nil
+}
+
+func (tx *Tx) lockHeads(users []string, forUpdate string) error {
+	args := make([]any, len(users))
+	for i, u := range users {
+		args[i] = u
+	}
+	rows, err := tx.query(`SELECT user_id FROM event_heads WHERE user_id IN (?`+
+		strings.Repeat(`, ?`, len(users)-1)+`) ORDER BY user_id`+forUpdate, args...)
+	if err != nil {
+		return fmt.Errorf("lock log heads: %w", err)
+	}
+	// The locks are taken as the rows are read.
+	for rows.Next() {
+		continue
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+func (tx *Tx) insertEvents(events []parley.Event, at int64) error {
+	for start := 0; start < len(events); start += rowChunk {
+		part := events[start:min(start+rowChunk, len(events))]
+		q := `INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, ?, ?, ?, ?)` +
+			strings.Repeat(`, (?, ?, ?, ?, ?)`, len(part)-1)
+		args := make([]any, 0, 5*len(part))
+		for _, e := range part {
+			args = append(args, e.UserID, e.ID, e.Type, string(e.Data), at)
+		}
+		if _, err := tx.exec(q, args...); err != nil {
+			return fmt.Errorf("insert events: %w", err)
+		}
+	}
+	return nil
+}
+
+// AppendJSON marshals data and appends one event of type typ to each user's log.
+func (tx *Tx) AppendJSON(typ string, data any, userIDs ...string) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("marshal %s: %w", typ, err)
+	}
+	evs := make([]parley.NewEvent, len(userIDs))
+	for i, u := range userIDs {
+		evs[i] = parley.NewEvent{UserID: u, Type: typ, Data: b}
+	}
+	_, err = tx.Append(evs...)
+	return err
+}
+
+// EventsAfter returns up to limit events of the user's log with ids above after.
+func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event, error) {
+	rows, err := tx.query(`SELECT id, type, data, created_at FROM events WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?`,
+		userID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]parley.Event, 0, 16)
+	for rows.Next() {
+		e := parley.Event{UserID: userID}
+		var data string
+		var at int64
+		if err := rows.Scan(&e.ID, &e.Type, &data, &at); err != nil {
+			return nil, err
+		}
+		e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// LogBounds returns the oldest retained id and the newest id of the user's log.
+// An empty log has first = last+1.
+func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
+	err = tx.queryRow(`SELECT last_id FROM event_heads WHERE user_id = ?`, userID).Scan(&last)
+	if isNoRows(err) {
+		return 0, 0, parley.NotFound
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	var oldest *int64
+	if err := tx.queryRow(`SELECT MIN(id) FROM events WHERE user_id = ?`, userID).Scan(&oldest); err != nil {
+		return 0, 0, err
+	}
+	if oldest == nil {
+		return last + 1, last, nil
+	}
+	return *oldest, last, nil
+}
+
+// PruneEvents deletes events that are both older than before and not among
+// the newest keep of their user, so that whichever bound keeps more wins.
+func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {
+	res, err := tx.exec(`DELETE FROM events WHERE created_at < ?
+		AND id <= (SELECT h.last_id FROM event_heads h WHERE h.user_id = events.user_id) - ?`,
+		Micros(before), keep)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,213 @@
+// Package postgres is the store for several nodes: PostgreSQL through
+// jackc/pgx's database/sql driver, so the shared store.Tx queries run
+// unchanged.
+//
+// Each Update is one transaction at READ COMMITTED. A user's ids stay
+// contiguous across nodes because Tx.Append advances the user's log head
+// with UPDATE … RETURNING, which locks the head row until commit: a second
+// writer for the same user waits, then sees the advanced head. Transactions
+// that lose a deadlock or a serialization check are run again.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+const (
+	// defaultPoolSize is the connections one node keeps at most, unless the
+	// URL's pool_max_conns says otherwise. PostgreSQL allows 100 connections
+	// by default, so a few nodes with this many still leave room.
+	defaultPoolSize = 16
+	// maxAttempts bounds how often a transaction is run when it keeps losing
+	// deadlocks or serialization checks.
+	maxAttempts = 5
+	// txTimeout bounds one attempt. Updates do not end with the caller's
+	// context (see Update), so this is what stops a transaction stuck behind
+	// a lock for good.
+	txTimeout = 30 * time.Second
+)
+
+// DB is the PostgreSQL store.
+type DB struct {
+	db   *sql.DB
+	hook store.CommitHook
+}
+
+// Open connects to the database at rawURL (postgres://…), applies the
+// migrations and returns the store. The URL may carry pool_max_conns (default
+// 16). hook, if not nil, receives each commit's events; it may be called from
+// several goroutines at once, and two transactions' events may reach it in
+// either order (a stream that sees a gap reads the log, which is the truth).
+//
+// Several nodes may open the same database at once: a PostgreSQL advisory
+// lock makes their migrations take turns.
+func Open(ctx context.Context, rawURL string, hook store.CommitHook) (*DB, error) {
+	connURL, poolSize, err := splitPoolSize(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(connURL)
+	if err != nil {
+		return nil, fmt.Errorf("database-url: %w", err)
+	}
+	sqlDB := stdlib.OpenDB(*cfg)
+	sqlDB.SetMaxOpenConns(poolSize)
+	sqlDB.SetMaxIdleConns(poolSize)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	sqlDB.SetConnMaxLifetime(time.Hour)
+	if err := sqlDB.PingContext(ctx); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+	if err != nil {
+		sqlDB.Close()
+		return nil, err
+	}
+	if err := store.Migrate(ctx, sqlDB, goose.DialectPostgres, goose.WithSessionLocker(locker)); err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return &DB{db: sqlDB, hook: hook}, nil
+}
+
+// splitPoolSize takes pool_max_conns out of the URL: it is ours, and the
+// server would refuse it as an unknown run-time parameter.
+func splitPoolSize(rawURL string) (string, int, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", 0, fmt.Errorf("database-url: %w", err)
+	}
+	q := u.Query()
+	size := defaultPoolSize
+	if v := q.Get("pool_max_conns"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return "", 0, fmt.Errorf("database-url: pool_max_conns must be a positive integer")
+		}
+		size = n
+		q.Del("pool_max_conns")
+		u.RawQuery = q.Encode()
+	}
+	return u.String(), size, nil
+}
+
+// Update runs fn in one transaction and hands its events to the hook after
+// the commit. fn is run again, up to a few times, when the transaction loses
+// a deadlock or a serialization check.
+//
+// Once started, the transaction does not end with ctx (only with a timeout
+// of its own): as with the SQLite store, a caller that went away must not
+// leave a change committed that was reported as failed, or the reverse.
+func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
+	for attempt := 1; ; attempt++ {
+		events, err := db.try(ctx, fn)
+		if err == nil {
+			if db.hook != nil && len(events) > 0 {
+				db.hook(events)
+			}
+			return nil
+		}
+		if attempt == maxAttempts || !retryable(err) {
+			return err
+		}
+		// Back off a little, with jitter, so the transactions that collided
+		// do not collide again.
+		time.Sleep(time.Duration(attempt) * time.Duration(1+rand.IntN(5)) * time.Millisecond)
+	}
+}
+
+func (db *DB) try(ctx context.Context, fn func(*store.Tx) error) ([]parley.Event, error) {
+	ctx, cancel := context.WithTimeout(ctx, txTimeout)
+	defer cancel()
+	sqlTx, err := db.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	tx := store.NewTx(ctx, sqlTx, dialect{})
+	err = func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic in transaction: %v", p)
+			}
+		}()
+		return fn(tx)
+	}()
+	if err != nil {
+		_ = sqlTx.Rollback()
+		return nil, err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return tx.Appended(), nil
+}
+
+// retryable reports whether running the transaction again may succeed:
+// PostgreSQL chose it as a deadlock victim (40P01) or it failed a
+// serialization check (40001). A statement refused because the transaction
+// already failed (25P02), or a commit that turned into a rollback, means fn
+// went on after a failed statement (say, an insert that lost a race on a
+// unique key, which SQLite would have let it ignore); run again, fn sees the
+// winner's row.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40P01", "40001", "25P02":
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, pgx.ErrTxCommitRollback)
+}
+
+// View runs fn in a read-only transaction. It is REPEATABLE READ so that the
+// statements of one View (a log's head and its oldest event) agree with each
+// other; read-only transactions never fail serialization checks.
+func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) error {
+	sqlTx, err := db.db.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer sqlTx.Rollback()
+	return fn(store.NewTx(ctx, sqlTx, dialect{}))
+}
+
+// Ping reports whether the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }
+
+// Close refuses new transactions, waits for the statements in flight and
+// closes the connections.
+func (db *DB) Close() error { return db.db.Close() }
+
+type dialect struct{}
+
+func (dialect) Rebind(q string) string { return store.DollarRebind(q) }
+
+func (dialect) ForUpdate() string { return " FOR UPDATE" }
+
+func (dialect) IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}

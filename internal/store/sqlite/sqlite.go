@@ -1,0 +1,264 @@
+// Package sqlite is the embedded store: SQLite in WAL mode with one writer
+// connection that folds concurrent transactions into group commits.
+//
+// Driver: modernc.org/sqlite (pure Go). BENCHMARKS.md compares it with the cgo
+// driver; with group commit the fsync, not the driver, bounds write
+// throughput, and a pure-Go build keeps `go build` free of a C toolchain.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+
+	"github.com/pressly/goose/v3"
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// maxBatch bounds how many transactions share one commit, so one commit's
+// latency stays short while a burst is absorbed.
+const maxBatch = 256
+
+// DB is the SQLite store.
+type DB struct {
+	write  *sql.DB // exactly one connection: SQLite has one writer anyway
+	read   *sql.DB
+	hook   store.CommitHook
+	reqs   chan *request
+	done   chan struct{}
+	closed chan struct{}
+}
+
+type request struct {
+	ctx    context.Context
+	fn     func(*store.Tx) error
+	err    error
+	events []parley.Event
+	done   chan struct{}
+}
+
+// Open opens (creating if needed) the database file at path, migrates it and
+// starts the writer. hook, if not nil, receives each commit's events.
+func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	// synchronous=FULL: a commit is on disk when Update returns, so an
+	// acknowledged send survives a power cut, not only a crash. Group commit is
+	// what makes that affordable.
+	pragmas := "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + pragmas
+	write, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	if err := store.Migrate(ctx, write, goose.DialectSQLite3); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	read.SetMaxOpenConns(8)
+	read.SetMaxIdleConns(8)
+	db := &DB{
+		write:  write,
+		read:   read,
+		hook:   hook,
+		reqs:   make(chan *request, maxBatch),
+		done:   make(chan struct{}),
+		closed: make(chan struct{}),
+	}
+	go db.writer()
+	return db, nil
+}
+
+// Update queues fn for the writer and waits for its commit. It waits even if
+// ctx ends first: by then fn may already be committed, and the caller must
+// not report a failure for a change that happened.
+func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
+	req := &request{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan struct{})}
+	select {
+	case db.reqs <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-db.closed:
+		return parley.Errorf(parley.EUnavailable, "store is closed")
+	}
+	select {
+	case <-req.done:
+	case <-db.done:
+		// The writer stopped; a request it did not take was never run.
+		select {
+		case <-req.done:
+		default:
+			return parley.Errorf(parley.EUnavailable, "store is closed")
+		}
+	}
+	return req.err
+}
+
+// View runs fn in a read transaction on the reader pool.
+func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) error {
+	tx, err := db.read.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(store.NewTx(ctx, tx, dialect{}))
+}
+
+// Ping reports whether the database answers.
+func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
+
+// Close stops the writer after the queued transactions and closes the files.
+func (db *DB) Close() error {
+	select {
+	case <-db.closed:
+		return nil
+	default:
+	}
+	close(db.closed)
+	<-db.done
+	return errors.Join(db.read.Close(), db.write.Close())
+}
+
+// writer runs every write transaction. Requests that arrive while a commit is
+// in flight are taken together into the next one; each runs inside its own
+// savepoint so a failing request is rolled back alone.
+func (db *DB) writer() {
+	defer close(db.done)
+	ctx := context.Background()
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		err = fmt.Errorf("writer connection: %w", err)
+		for {
+			select {
+			case req := <-db.reqs:
+				req.err = err
+				close(req.done)
+			case <-db.closed:
+				return
+			}
+		}
+	}
+	defer conn.Close()
+	batch := make([]*request, 0, maxBatch)
+	for {
+		var first *request
+		select {
+		case first = <-db.reqs:
+		case <-db.closed:
+			// Finish what was queued before Close; later Updates see db.done.
+			select {
+			case first = <-db.reqs:
+			default:
+				return
+			}
+		}
+		batch = append(batch[:0], first)
+		for len(batch) < maxBatch {
+			select {
+			case req := <-db.reqs:
+				batch = append(batch, req)
+				continue
+			default:
+			}
+			break
+		}
+		db.commit(ctx, conn, batch)
+	}
+}
+
+func (db *DB) commit(ctx context.Context, conn *sql.Conn, batch []*request) {
+	finish := func(err error) {
+		for _, req := range batch {
+			if err != nil && req.err == nil {
+				req.err, req.events = err, nil
+			}
+			close(req.done)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		finish(fmt.Errorf("begin: %w", err))
+		return
+	}
+	for _, req := range batch {
+		if err := db.runOne(conn, req); err != nil {
+			// The savepoint could not be rolled back: the transaction is in an
+			// unknown state, so none of the batch may commit.
+			_, _ = conn.ExecContext(ctx, "ROLLBACK")
+			finish(err)
+			return
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		finish(fmt.Errorf("commit: %w", err))
+		return
+	}
+	if db.hook != nil {
+		var all []parley.Event
+		for _, req := range batch {
+			all = append(all, req.events...)
+		}
+		if len(all) > 0 {
+			db.hook(all)
+		}
+	}
+	finish(nil)
+}
+
+// runOne runs one request inside a savepoint. The returned error is only for
+// a failure that spoils the whole transaction; the request's own error is
+// kept in req.err.
+func (db *DB) runOne(conn *sql.Conn, req *request) (fatal error) {
+	if _, err := conn.ExecContext(req.ctx, "SAVEPOINT req"); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	tx := store.NewTx(req.ctx, conn, dialect{})
+	req.err = func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic in transaction: %v", p)
+			}
+		}()
+		return req.fn(tx)
+	}()
+	if req.err != nil {
+		if _, err := conn.ExecContext(req.ctx, "ROLLBACK TO req"); err != nil {
+			return fmt.Errorf("rollback to savepoint: %w", err)
+		}
+	} else {
+		req.events = tx.Appended()
+	}
+	if _, err := conn.ExecContext(req.ctx, "RELEASE req"); err != nil {
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	return nil
+}
+
+type dialect struct{}
+
+func (dialect) Rebind(q string) string { return q }
+
+func (dialect) IsUniqueViolation(err error) bool {
+	var e *sqlite3.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3lib.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY
+}

@@ -1,0 +1,160 @@
+// Package store is Parley's persistence: the Store interface that the SQLite
+// and PostgreSQL back ends satisfy, and Tx, the one set of SQL queries both run.
+//
+// Every change and the events it causes are written in one transaction, so an
+// event exists if and only if its change does. The back ends differ only in how
+// they open the database, run transactions (SQLite batches them into group
+// commits, PostgreSQL retries deadlocks) and recognise a unique violation.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io/fs"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pressly/goose/v3"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store/migrations"
+)
+
+// Store runs transactions. fn may run more than once (a back end may retry it
+// after a deadlock), so it must only change the database through tx.
+type Store interface {
+	// Update runs fn in a write transaction. The events fn appends are handed
+	// to the commit hook after the transaction commits, in log order per user.
+	Update(ctx context.Context, fn func(tx *Tx) error) error
+	// View runs fn in a read-only transaction.
+	View(ctx context.Context, fn func(tx *Tx) error) error
+	// Ping reports whether the database answers.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// CommitHook receives the events of each committed transaction.
+type CommitHook func(events []parley.Event)
+
+// Dialect is what differs between the SQL back ends.
+type Dialect interface {
+	// Rebind turns the '?' placeholders the queries are written with into the
+	// back end's own.
+	Rebind(query string) string
+	// IsUniqueViolation reports whether err is a unique-constraint failure.
+	IsUniqueViolation(err error) bool
+}
+
+// RowLocker is the optional capability of back ends with concurrent writers:
+// the clause that locks the rows a SELECT reads (" FOR UPDATE"). A back end
+// with a single writer (SQLite) needs no row locks and does not implement it.
+type RowLocker interface {
+	ForUpdate() string
+}
+
+// Querier is what a Tx runs statements on: a *sql.Tx or a *sql.Conn inside a
+// transaction that the back end manages.
+type Querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Tx is one transaction. It is not safe for concurrent use.
+type Tx struct {
+	ctx      context.Context
+	q        Querier
+	d        Dialect
+	appended []parley.Event
+}
+
+// NewTx wraps a transaction for the queries of this package. Back ends call it.
+func NewTx(ctx context.Context, q Querier, d Dialect) *Tx {
+	return &Tx{ctx: ctx, q: q, d: d}
+}
+
+// Appended returns the events appended in this transaction, in order.
+func (tx *Tx) Appended() []parley.Event { return tx.appended }
+
+// Context returns the context the transaction runs under.
+func (tx *Tx) Context() context.Context { return tx.ctx }
+
+func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
+	return tx.q.ExecContext(tx.ctx, tx.d.Rebind(query), args...)
+}
+
+func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	return tx.q.QueryContext(tx.ctx, tx.d.Rebind(query), args...)
+}
+
+func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
+	return tx.q.QueryRowContext(tx.ctx, tx.d.Rebind(query), args...)
+}
+
+// Migrate applies the shared migrations with goose. opts are passed to the
+// provider, e.g. a session locker so that nodes starting together take turns.
+func Migrate(ctx context.Context, db *sql.DB, dialect goose.Dialect, opts ...goose.ProviderOption) error {
+	sub, err := fs.Sub(migrations.FS, ".")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(dialect, db, sub, opts...)
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// Micros and FromMicros convert times to the stored form: Unix microseconds UTC.
+func Micros(t time.Time) int64 { return t.UnixMicro() }
+
+// FromMicros is the inverse of Micros.
+func FromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func nullTime(v sql.NullInt64) *parley.Time {
+	if !v.Valid {
+		return nil
+	}
+	return parley.TP(FromMicros(v.Int64))
+}
+
+// Now is the clock of the store, truncated to what it keeps.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// DollarRebind is the Rebind of back ends with $1, $2… placeholders. It caches
+// the rewritten queries since the set of queries is small and fixed.
+func DollarRebind(query string) string {
+	if v, ok := rebound.Load(query); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	s := b.String()
+	rebound.Store(query, s)
+	return s
+}
+
+var rebound sync.Map
+
+var errNoRows = sql.ErrNoRows
+
+// impossibleKey reports whether s cannot be a stored key: PostgreSQL refuses
+// NUL and invalid UTF-8 in TEXT parameters (an error, so a 500), while no id
+// or username ever holds them. Lookups answer parley.NotFound instead.
+func impossibleKey(s string) bool { return strings.IndexByte(s, 0) >= 0 || !utf8.ValidString(s) }
+
+func isNoRows(err error) bool { return errors.Is(err, errNoRows) }
