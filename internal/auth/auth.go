@@ -1,0 +1,258 @@
+// Package auth is accounts and sessions: registration and login with bcrypt
+// password hashes, HS256 tokens naming a server-side session, and the idle
+// logout that expires sessions nobody is using.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Service issues and checks credentials.
+type Service struct {
+	Store       store.Store
+	Secret      []byte
+	IdleTimeout time.Duration // 0 = sessions never go idle
+	TTL         time.Duration // lifetime of a token and its session
+	Cost        int           // bcrypt cost
+	// touchEvery bounds how often a session's activity is written: activity
+	// is kept to a fraction of the idle timeout instead of a write per request.
+	touchEvery time.Duration
+
+	dummyOnce sync.Once
+	dummyHash []byte
+}
+
+// New returns a Service. cost is the bcrypt cost.
+func New(st store.Store, secret []byte, idle, ttl time.Duration, cost int) *Service {
+	touch := 10 * time.Second
+	if idle > 0 && idle/10 < touch {
+		touch = idle / 10
+	}
+	return &Service{Store: st, Secret: secret, IdleTimeout: idle, TTL: ttl, Cost: cost, touchEvery: touch}
+}
+
+// Grant is what register and login answer.
+type Grant struct {
+	User      *parley.User `json:"user"`
+	Token     string       `json:"token"`
+	ExpiresAt time.Time    `json:"expires_at"`
+}
+
+// Registration is the body of POST /api/auth/register.
+type Registration struct {
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+	DisplayName string `json:"display_name"`
+	Role        string `json:"role"`
+}
+
+var usernameRE = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
+
+// Validate checks the SPEC's rules for a new account.
+func (r *Registration) Validate() error {
+	switch {
+	case !usernameRE.MatchString(r.Username):
+		return parley.Invalid("username", "username must be 3–32 of a-z 0-9 _ . -")
+	case utf8.RuneCountInString(r.Password) < 8:
+		return parley.Invalid("password", "password must be at least 8 characters")
+	case len(r.Password) > 72:
+		// bcrypt only reads 72 bytes; refusing more keeps two different
+		// passwords from matching one hash.
+		return parley.Invalid("password", "password must be at most 72 bytes")
+	case r.Role != parley.RoleClient && r.Role != parley.RoleProfessional:
+		return parley.Invalid("role", "role must be client or professional")
+	case utf8.RuneCountInString(r.DisplayName) > 64:
+		return parley.Invalid("display_name", "display_name must be at most 64 characters")
+	}
+	return nil
+}
+
+// Register creates an account and logs it in.
+func (s *Service) Register(ctx context.Context, r Registration) (*Grant, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), s.Cost)
+	if err != nil {
+		return nil, fmt.Errorf("hash password: %w", err)
+	}
+	name := strings.TrimSpace(r.DisplayName)
+	if name == "" {
+		name = r.Username
+	}
+	u := &parley.User{ID: parley.NewID("u"), Username: r.Username, DisplayName: name, Role: r.Role, PasswordHash: hash, CreatedAt: store.Now()}
+	var g *Grant
+	err = s.Store.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.CreateUser(u); err != nil {
+			return err
+		}
+		g, err = s.startSession(tx, u)
+		return err
+	})
+	return g, err
+}
+
+// errBadLogin is the one answer for a wrong username or password, so the
+// answer does not tell whether the account exists.
+var errBadLogin = parley.Errorf(parley.EUnauthorized, "invalid username or password")
+
+// dummy returns the hash compared against when the user does not exist, so a
+// login takes as long either way. It has the cost real hashes get: at any
+// other cost the time would tell whether the account exists.
+func (s *Service) dummy() []byte {
+	s.dummyOnce.Do(func() {
+		s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte("parley-dummy-password"), s.Cost)
+	})
+	return s.dummyHash
+}
+
+// Login checks a password and starts a session.
+func (s *Service) Login(ctx context.Context, username, password string) (*Grant, error) {
+	var u *parley.User
+	err := s.Store.View(ctx, func(tx *store.Tx) (err error) {
+		u, err = tx.UserByUsername(username)
+		return err
+	})
+	if err != nil && !errors.Is(err, parley.NotFound) {
+		return nil, err
+	}
+	if u == nil {
+		_ = bcrypt.CompareHashAndPassword(s.dummy(), []byte(password))
+		return nil, errBadLogin
+	}
+	if bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password)) != nil {
+		return nil, errBadLogin
+	}
+	var g *Grant
+	err = s.Store.Update(ctx, func(tx *store.Tx) (err error) {
+		g, err = s.startSession(tx, u)
+		return err
+	})
+	return g, err
+}
+
+func (s *Service) startSession(tx *store.Tx, u *parley.User) (*Grant, error) {
+	now := store.Now()
+	sess := &parley.Session{ID: parley.NewID("s"), UserID: u.ID, CreatedAt: now, LastActive: now, ExpiresAt: now.Add(s.TTL)}
+	if err := tx.CreateSession(sess); err != nil {
+		return nil, fmt.Errorf("create session: %w", err)
+	}
+	tok, err := s.sign(sess)
+	if err != nil {
+		return nil, err
+	}
+	return &Grant{User: u, Token: tok, ExpiresAt: sess.ExpiresAt}, nil
+}
+
+type claims struct {
+	SessionID string `json:"sid"`
+	jwt.RegisteredClaims
+}
+
+func (s *Service) sign(sess *parley.Session) (string, error) {
+	c := claims{SessionID: sess.ID, RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   sess.UserID,
+		IssuedAt:  jwt.NewNumericDate(sess.CreatedAt),
+		ExpiresAt: jwt.NewNumericDate(sess.ExpiresAt),
+	}}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(s.Secret)
+}
+
+var errUnauthorized = parley.Errorf(parley.EUnauthorized, "missing, invalid or expired credentials")
+
+// Principal is an authenticated caller.
+type Principal struct {
+	User    *parley.User
+	Session *parley.Session
+}
+
+// Authenticate checks a token: signature (HS256 only), expiry, and that its
+// session is live and not idle. activity says whether this request counts as
+// activity for the idle logout.
+func (s *Service) Authenticate(ctx context.Context, token string, activity bool) (*Principal, error) {
+	var c claims
+	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.Secret, nil },
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		// The leeway lets a token signed on a node whose clock is a little
+		// ahead pass on another; expiry that matters is the session's, which
+		// is checked against the store below.
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(30*time.Second))
+	if err != nil || c.SessionID == "" || c.Subject == "" {
+		return nil, errUnauthorized
+	}
+	var p Principal
+	err = s.Store.View(ctx, func(tx *store.Tx) error {
+		sess, err := tx.Session(c.SessionID)
+		if err != nil {
+			return err
+		}
+		if sess.UserID != c.Subject {
+			return errUnauthorized
+		}
+		u, err := tx.UserByID(sess.UserID)
+		if err != nil {
+			return err
+		}
+		p = Principal{User: u, Session: sess}
+		return nil
+	})
+	if errors.Is(err, parley.NotFound) {
+		return nil, errUnauthorized
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if !s.Live(p.Session, now) {
+		return nil, errUnauthorized
+	}
+	if activity && now.Sub(p.Session.LastActive) >= s.touchEvery {
+		if err := s.Touch(ctx, p.Session.ID); err != nil {
+			return nil, err
+		}
+	}
+	return &p, nil
+}
+
+// Live reports whether a session may still be used at now.
+func (s *Service) Live(sess *parley.Session, now time.Time) bool {
+	if sess.Revoked || !now.Before(sess.ExpiresAt) {
+		return false
+	}
+	return s.IdleTimeout <= 0 || now.Sub(sess.LastActive) < s.IdleTimeout
+}
+
+// Touch marks the session active now.
+func (s *Service) Touch(ctx context.Context, sessionID string) error {
+	return s.Store.Update(ctx, func(tx *store.Tx) error { return tx.TouchSession(sessionID, store.Now()) })
+}
+
+// Logout revokes the session at once.
+func (s *Service) Logout(ctx context.Context, sessionID string) error {
+	return s.Store.Update(ctx, func(tx *store.Tx) error { return tx.RevokeSession(sessionID) })
+}
+
+// EndedBetween returns the sessions that ended in (from, to]: revoked,
+// expired or idle for too long. A sweeper that asks for consecutive windows
+// ends the streams of sessions ended on any node, at a cost that follows the
+// number of sessions ending, not of streams open.
+func (s *Service) EndedBetween(ctx context.Context, from, to time.Time) (ended []parley.Session, err error) {
+	err = s.Store.View(ctx, func(tx *store.Tx) error {
+		ended, err = tx.EndedBetween(from, to, s.IdleTimeout)
+		return err
+	})
+	return ended, err
+}
