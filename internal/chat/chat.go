@@ -1,0 +1,556 @@
+// Package chat is the business of SPEC §4 and §5: conversations between a
+// client and a professional, their messages, read and delivered receipts,
+// typing, and call signalling.
+//
+// Every change goes through store.Update together with the durable events it
+// causes, appended to both participants' logs in the same transaction, so an
+// event exists if and only if its change does. Typing is the one thing that
+// is not stored: it goes to open streams through a Notifier.
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// Notifier sends ephemeral events (no id, never in the log) to the open
+// streams of users. *stream.Hub is one; a multi-node setup passes one that
+// also forwards over its bus.
+type Notifier interface {
+	Ephemeral(typ string, data []byte, userIDs ...string)
+}
+
+// Presence fills in users' online and last_seen.
+type Presence interface {
+	Decorate(users ...*parley.User)
+}
+
+// Options are the limits and timers of the service.
+type Options struct {
+	// MaxBodyChars bounds a message body, in characters after trimming; 4000.
+	MaxBodyChars int
+	// CallTimeout is how long a call rings before it is missed; 30s.
+	CallTimeout time.Duration
+	// TypingThrottle is how soon a repeated typing start is forwarded again; 2.5s.
+	TypingThrottle time.Duration
+}
+
+// Limits of request fields the SPEC leaves open (see docs/chat.md).
+const (
+	MaxSubjectChars   = 200
+	MaxClientIDBytes  = 200
+	MaxSignalPayload  = 64 << 10
+	DefaultPageSize   = 50
+	MaxPageSize       = 200
+	MaxConversations  = 500
+	defaultTypingWait = 2500 * time.Millisecond
+)
+
+// Service runs the chat rules. Its methods are safe for concurrent use.
+type Service struct {
+	store    store.Store
+	notify   Notifier
+	presence Presence
+	log      *slog.Logger
+	opts     Options
+
+	typing    typingThrottle
+	delivered deliveredQueue
+}
+
+// New returns a Service. notify and presence may be nil (no typing events,
+// everyone shown offline).
+func New(st store.Store, notify Notifier, presence Presence, opts Options, logger *slog.Logger) *Service {
+	if opts.MaxBodyChars <= 0 {
+		opts.MaxBodyChars = 4000
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 30 * time.Second
+	}
+	if opts.TypingThrottle <= 0 {
+		opts.TypingThrottle = defaultTypingWait
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Service{
+		store: st, notify: notify, presence: presence, log: logger, opts: opts,
+		typing:    typingThrottle{every: opts.TypingThrottle, last: make(map[typingKey]typingMark)},
+		delivered: deliveredQueue{pending: make(map[deliveredKey]int64)},
+	}
+}
+
+// Message is the body of a new message: POST …/messages, and the first
+// message of POST /api/conversations.
+type Message struct {
+	Body      string `json:"body"`
+	ClientID  string `json:"client_id"`
+	ReplyToID string `json:"reply_to_id"`
+}
+
+// Opening is the body of POST /api/conversations.
+type Opening struct {
+	ProfessionalID string   `json:"professional_id"`
+	Subject        string   `json:"subject"`
+	Message        *Message `json:"message"`
+}
+
+// validBody applies the SPEC's body rule: 1–MaxBodyChars characters once
+// surrounding white space is trimmed. The body itself is kept as sent.
+func (s *Service) validBody(field, body string) error {
+	if !utf8.ValidString(body) {
+		return parley.Invalid(field, "%s must be valid UTF-8", field)
+	}
+	if strings.IndexByte(body, 0) >= 0 {
+		// PostgreSQL cannot store NUL in TEXT; refusing it everywhere keeps
+		// the two stores answering alike.
+		return parley.Invalid(field, "%s must not contain NUL characters", field)
+	}
+	n := utf8.RuneCountInString(strings.TrimSpace(body))
+	if n == 0 {
+		return parley.Invalid(field, "%s must not be empty", field)
+	}
+	if n > s.opts.MaxBodyChars {
+		return parley.Invalid(field, "%s must be at most %d characters", field, s.opts.MaxBodyChars)
+	}
+	return nil
+}
+
+func validClientID(field, id string) error {
+	if len(id) > MaxClientIDBytes || strings.IndexByte(id, 0) >= 0 {
+		return parley.Invalid(field, "%s must be at most %d bytes without NUL", field, MaxClientIDBytes)
+	}
+	return nil
+}
+
+func (s *Service) validMessage(prefix string, m *Message) error {
+	if err := s.validBody(prefix+"body", m.Body); err != nil {
+		return err
+	}
+	if err := validClientID(prefix+"client_id", m.ClientID); err != nil {
+		return err
+	}
+	if strings.IndexByte(m.ReplyToID, 0) >= 0 {
+		return parley.Invalid(prefix+"reply_to_id", "reply_to_id must name a message of this conversation")
+	}
+	return nil
+}
+
+// Open starts a conversation from a client with a professional together
+// with its first message. A retry with the first message's client_id
+// answers the conversation it created (created is false then).
+func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c *parley.Conversation, created bool, err error) {
+	if caller.Role != parley.RoleClient {
+		return nil, false, parley.Errorf(parley.ERoleForbidden, "only clients open conversations")
+	}
+	switch {
+	case req.ProfessionalID == "":
+		return nil, false, parley.Invalid("professional_id", "professional_id is required")
+	case req.Message == nil:
+		return nil, false, parley.Invalid("message", "message is required")
+	case utf8.RuneCountInString(req.Subject) > MaxSubjectChars || strings.IndexByte(req.Subject, 0) >= 0:
+		return nil, false, parley.Invalid("subject", "subject must be at most %d characters", MaxSubjectChars)
+	}
+	if req.Message.ReplyToID != "" {
+		return nil, false, parley.Invalid("message.reply_to_id", "the first message cannot reply to another")
+	}
+	if err := s.validMessage("message.", req.Message); err != nil {
+		return nil, false, err
+	}
+	subject := strings.TrimSpace(req.Subject)
+
+	err = s.store.Update(ctx, func(tx *store.Tx) error {
+		c, created = nil, false
+		pro, err := tx.UserByID(req.ProfessionalID)
+		if errors.Is(err, parley.NotFound) || (err == nil && pro.Role != parley.RoleProfessional) {
+			return parley.Errorf(parley.ENotFound, "no professional with that id")
+		}
+		if err != nil {
+			return err
+		}
+		if id := req.Message.ClientID; id != "" {
+			if prev, err := tx.MessageByClientID(caller.ID, id); err == nil {
+				c, err = s.openRetry(tx, caller.ID, pro.ID, prev)
+				return err
+			} else if !errors.Is(err, parley.NotFound) {
+				return err
+			}
+		}
+		now := store.Now()
+		row := &store.ConversationRow{ID: parley.NewID("conv"), ClientID: caller.ID, ProfessionalID: pro.ID, Subject: subject, CreatedAt: now}
+		if err := tx.CreateConversation(row); err != nil {
+			return err
+		}
+		msg, err := s.insertMessage(tx, row.ID, caller.ID, req.Message, nil, now)
+		if err != nil {
+			return err
+		}
+		// Each participant gets the conversation from their own point of
+		// view (unread count, markers), then its first message like any other.
+		views := make([]*parley.Conversation, 2)
+		evs := make([]parley.NewEvent, 0, 4)
+		for i, u := range []string{caller.ID, pro.ID} {
+			if views[i], err = tx.ConversationView(row.ID, u); err != nil {
+				return err
+			}
+			s.decorate(views[i])
+			b, err := json.Marshal(views[i])
+			if err != nil {
+				return fmt.Errorf("marshal conversation: %w", err)
+			}
+			evs = append(evs, parley.NewEvent{UserID: u, Type: parley.EventConversationCreated, Data: b})
+		}
+		mb, err := json.Marshal(msg)
+		if err != nil {
+			return fmt.Errorf("marshal message: %w", err)
+		}
+		evs = append(evs, parley.NewEvent{UserID: caller.ID, Type: parley.EventMessageCreated, Data: mb},
+			parley.NewEvent{UserID: pro.ID, Type: parley.EventMessageCreated, Data: mb})
+		if _, err := tx.Append(evs...); err != nil {
+			return err
+		}
+		c, created = views[0], true
+		return nil
+	})
+	if errors.Is(err, store.ErrDuplicate) {
+		// A concurrent retry won the race for the client_id; answer what it made.
+		err = s.store.View(ctx, func(tx *store.Tx) error {
+			prev, err := tx.MessageByClientID(caller.ID, req.Message.ClientID)
+			if err != nil {
+				return err
+			}
+			c, err = s.openRetry(tx, caller.ID, req.ProfessionalID, prev)
+			return err
+		})
+		created = false
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return c, created, nil
+}
+
+// openRetry answers an opening whose first message's client_id was already
+// used: the same opening again gets its conversation, anything else is a
+// conflict.
+func (s *Service) openRetry(tx *store.Tx, clientID, proID string, prev *parley.Message) (*parley.Conversation, error) {
+	c, err := tx.ConversationView(prev.ConversationID, clientID)
+	if err != nil {
+		return nil, err
+	}
+	if prev.Seq != 1 || c.Professional.ID != proID {
+		return nil, parley.Errorf(parley.EConflict, "client_id was already used for another message")
+	}
+	s.decorate(c)
+	return c, nil
+}
+
+// insertMessage allocates the next seq and stores a message. Validation and
+// the membership check are the caller's.
+func (s *Service) insertMessage(tx *store.Tx, convID, senderID string, m *Message, reply *parley.Reply, now time.Time) (*parley.Message, error) {
+	seq, err := tx.NextSeq(convID, now)
+	if err != nil {
+		return nil, err
+	}
+	msg := &parley.Message{
+		ID: parley.NewID("msg"), ConversationID: convID, Seq: seq, SenderID: senderID,
+		Body: m.Body, ReplyTo: reply, CreatedAt: parley.T(now),
+	}
+	if m.ClientID != "" {
+		id := m.ClientID
+		msg.ClientID = &id
+	}
+	if err := tx.InsertMessage(msg); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// previewChars is how much of a quoted body a reply keeps (SPEC §4).
+const previewChars = 140
+
+func preview(body string) string {
+	n := 0
+	for i := range body {
+		if n == previewChars {
+			return body[:i]
+		}
+		n++
+	}
+	return body
+}
+
+// Send posts a message to a conversation the sender is in. A retry with the
+// same client_id answers the original message with created false and writes
+// no event.
+func (s *Service) Send(ctx context.Context, senderID, convID string, req Message) (msg *parley.Message, created bool, err error) {
+	if err := s.validMessage("", &req); err != nil {
+		return nil, false, err
+	}
+	retry := func(tx *store.Tx) error {
+		prev, err := tx.MessageByClientID(senderID, req.ClientID)
+		if err != nil {
+			return err
+		}
+		if prev.ConversationID != convID {
+			return parley.Errorf(parley.EConflict, "client_id was already used in another conversation")
+		}
+		msg, created = prev, false
+		return nil
+	}
+	err = s.store.Update(ctx, func(tx *store.Tx) error {
+		msg, created = nil, false
+		mem, err := tx.Member(convID, senderID)
+		if err != nil {
+			return err
+		}
+		if req.ClientID != "" {
+			if err := retry(tx); !errors.Is(err, parley.NotFound) {
+				return err
+			}
+		}
+		var reply *parley.Reply
+		if req.ReplyToID != "" {
+			q, err := tx.MessageByID(req.ReplyToID)
+			switch {
+			case errors.Is(err, parley.NotFound) || (err == nil && q.ConversationID != convID):
+				return parley.Invalid("reply_to_id", "reply_to_id must name a message of this conversation")
+			case err != nil:
+				return err
+			case q.Deleted:
+				return parley.Invalid("reply_to_id", "the message replied to was deleted")
+			}
+			reply = &parley.Reply{ID: q.ID, SenderID: q.SenderID, Preview: preview(q.Body)}
+		}
+		m, err := s.insertMessage(tx, convID, senderID, &req, reply, store.Now())
+		if err != nil {
+			return err
+		}
+		if err := tx.AppendJSON(parley.EventMessageCreated, m, senderID, mem.PeerID); err != nil {
+			return err
+		}
+		msg, created = m, true
+		return nil
+	})
+	if errors.Is(err, store.ErrDuplicate) {
+		err = s.store.View(ctx, retry)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return msg, created, nil
+}
+
+// ownMessage loads a message for a change by its sender: a non-participant
+// gets 404, the other participant 403 (they can see the message, so hiding
+// it would be pointless), and a deleted message 409 unless allowDeleted.
+func ownMessage(tx *store.Tx, userID, msgID string) (*parley.Message, *store.Member, error) {
+	m, err := tx.MessageByID(msgID)
+	if err != nil {
+		return nil, nil, err
+	}
+	mem, err := tx.Member(m.ConversationID, userID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if m.SenderID != userID {
+		return nil, nil, parley.Errorf(parley.EForbidden, "only the sender can change a message")
+	}
+	return m, mem, nil
+}
+
+// Edit replaces the body of the caller's own message.
+func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley.Message, error) {
+	if err := s.validBody("body", body); err != nil {
+		return nil, err
+	}
+	var out *parley.Message
+	err := s.store.Update(ctx, func(tx *store.Tx) error {
+		m, mem, err := ownMessage(tx, userID, msgID)
+		if err != nil {
+			return err
+		}
+		if m.Deleted {
+			return parley.Errorf(parley.EConflict, "the message was deleted")
+		}
+		now := store.Now()
+		if err := tx.EditMessage(m.ID, body, now); err != nil {
+			return err
+		}
+		m.Body, m.EditedAt = body, parley.TP(now)
+		out = m
+		return tx.AppendJSON(parley.EventMessageUpdated, m, userID, mem.PeerID)
+	})
+	return out, err
+}
+
+// Delete turns the caller's own message into a tombstone. Deleting a
+// tombstone again answers it without a new event.
+func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Message, error) {
+	var out *parley.Message
+	err := s.store.Update(ctx, func(tx *store.Tx) error {
+		m, mem, err := ownMessage(tx, userID, msgID)
+		if err != nil {
+			return err
+		}
+		out = m
+		if m.Deleted {
+			return nil
+		}
+		if err := tx.DeleteMessage(m.ID); err != nil {
+			return err
+		}
+		m.Body, m.Deleted, m.ReplyTo = "", true, nil
+		return tx.AppendJSON(parley.EventMessageDeleted, m, userID, mem.PeerID)
+	})
+	return out, err
+}
+
+// Page selects a slice of a conversation's history.
+type Page struct {
+	BeforeSeq int64 // only messages below it; 0 = no bound
+	AfterSeq  int64 // with Forward, only messages above it
+	Forward   bool  // page up from AfterSeq; else the newest (below BeforeSeq)
+	Limit     int
+}
+
+// Messages returns a page of history in ascending seq and whether more
+// messages lie beyond it in the paging direction.
+func (s *Service) Messages(ctx context.Context, userID, convID string, p Page) (msgs []*parley.Message, more bool, err error) {
+	if p.Limit <= 0 {
+		p.Limit = DefaultPageSize
+	}
+	p.Limit = min(p.Limit, MaxPageSize)
+	err = s.store.View(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Member(convID, userID); err != nil {
+			return err
+		}
+		msgs, more, err = tx.Messages(convID, p.BeforeSeq, p.AfterSeq, p.Forward, p.Limit)
+		return err
+	})
+	return msgs, more, err
+}
+
+// Conversation returns one conversation from the caller's point of view.
+func (s *Service) Conversation(ctx context.Context, userID, convID string) (*parley.Conversation, error) {
+	var c *parley.Conversation
+	err := s.store.View(ctx, func(tx *store.Tx) (err error) {
+		c, err = tx.ConversationView(convID, userID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.decorate(c)
+	return c, nil
+}
+
+// Conversations lists the caller's conversations, newest activity first.
+func (s *Service) Conversations(ctx context.Context, userID string, limit int) ([]*parley.Conversation, error) {
+	if limit <= 0 || limit > MaxConversations {
+		limit = MaxConversations
+	}
+	var cs []*parley.Conversation
+	err := s.store.View(ctx, func(tx *store.Tx) (err error) {
+		cs, err = tx.ConversationsOf(userID, limit)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.decorate(cs...)
+	return cs, nil
+}
+
+func (s *Service) decorate(cs ...*parley.Conversation) {
+	if s.presence == nil {
+		return
+	}
+	users := make([]*parley.User, 0, 2*len(cs))
+	for _, c := range cs {
+		users = append(users, &c.Client, &c.Professional)
+	}
+	s.presence.Decorate(users...)
+}
+
+// Typing forwards a typing state to both participants' open streams. A
+// repeated start within the throttle, or a stop with no start before it, is
+// dropped: clients renew start every few seconds while the person types, and
+// forwarding each renewal would only add traffic.
+func (s *Service) Typing(ctx context.Context, userID, convID, state string) error {
+	if state != "start" && state != "stop" {
+		return parley.Invalid("state", "state must be start or stop")
+	}
+	var peer string
+	err := s.store.View(ctx, func(tx *store.Tx) error {
+		mem, err := tx.Member(convID, userID)
+		if err == nil {
+			peer = mem.PeerID
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if s.notify == nil || !s.typing.allow(typingKey{userID, convID}, state, time.Now()) {
+		return nil
+	}
+	b, _ := json.Marshal(map[string]string{"conversation_id": convID, "user_id": userID, "state": state})
+	s.notify.Ephemeral(parley.EventTyping, b, peer, userID)
+	return nil
+}
+
+type typingKey struct{ user, conv string }
+
+type typingMark struct {
+	state string
+	at    time.Time
+}
+
+// typingThrottle remembers the last typing state forwarded per (user,
+// conversation). Entries older than the SPEC's 6 s staleness are dropped
+// now and then, so the map only holds people typing right now.
+type typingThrottle struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[typingKey]typingMark
+	swept time.Time
+}
+
+const typingStale = 6 * time.Second
+
+func (t *typingThrottle) allow(k typingKey, state string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.swept) > typingStale {
+		for key, m := range t.last {
+			if now.Sub(m.at) > typingStale {
+				delete(t.last, key)
+			}
+		}
+		t.swept = now
+	}
+	prev, ok := t.last[k]
+	if state == "stop" {
+		if !ok {
+			return false
+		}
+		delete(t.last, k)
+		return true
+	}
+	if ok && now.Sub(prev.at) < t.every {
+		return false
+	}
+	t.last[k] = typingMark{state: state, at: now}
+	return true
+}
