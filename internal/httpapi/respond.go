@@ -1,0 +1,142 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley"
+)
+
+// status maps each error code to its HTTP status (SPEC §1).
+var status = map[string]int{
+	parley.EInvalidJSON:     http.StatusBadRequest,
+	parley.EInvalid:         http.StatusBadRequest,
+	parley.EUnauthorized:    http.StatusUnauthorized,
+	parley.EForbidden:       http.StatusForbidden,
+	parley.ERoleForbidden:   http.StatusForbidden,
+	parley.ENotFound:        http.StatusNotFound,
+	parley.EMethod:          http.StatusMethodNotAllowed,
+	parley.EConflict:        http.StatusConflict,
+	parley.ETooLarge:        http.StatusRequestEntityTooLarge,
+	parley.EUnsupportedType: http.StatusUnsupportedMediaType,
+	parley.ERateLimited:     http.StatusTooManyRequests,
+	parley.EUnavailable:     http.StatusServiceUnavailable,
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field,omitempty"`
+	} `json:"error"`
+}
+
+// writeError is the one place errors become responses. Errors that are not
+// *parley.Error are logged and answered as a bare 500, never with details.
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *parley.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, r.Context().Err()) {
+			// The client left; nobody reads the answer.
+			e = &parley.Error{Code: parley.EUnavailable, Message: "request cancelled"}
+		} else {
+			a.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = &parley.Error{Code: parley.EInternal, Message: "internal error"}
+		}
+	}
+	code, ok := status[e.Code]
+	if !ok {
+		code = http.StatusInternalServerError
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+999_999_999)/1_000_000_000)))
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message, body.Error.Field = e.Code, e.Message, e.Field
+	writeJSON(w, code, body)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		slog.Error("encode response", "err", err)
+		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// decode reads a JSON body of at most limit bytes into dst, answering the
+// SPEC's errors for every way a body can be wrong. A body over the limit is
+// refused from its Content-Length, or once the limit is reached while
+// reading, never read whole.
+func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return parley.Errorf(parley.EUnsupportedType, "Content-Type must be application/json")
+	}
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge(limit)
+		}
+		return parley.Errorf(parley.EInvalidJSON, "could not read the request body")
+	}
+	return decodeBytes(body, dst)
+}
+
+func tooLarge(limit int64) error {
+	return parley.Errorf(parley.ETooLarge, "request body is larger than %d bytes", limit)
+}
+
+// decodeBytes unmarshals a JSON object body into dst.
+func decodeBytes(body []byte, dst any) error {
+	if !utf8.Valid(body) {
+		return parley.Errorf(parley.EInvalidJSON, "request body is not valid UTF-8")
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			if te.Field == "" {
+				return parley.Invalid("", "request body must be a JSON object")
+			}
+			return parley.Invalid(te.Field, "%s must be %s", te.Field, kind(te.Type.Kind().String()))
+		}
+		var ie *json.InvalidUnmarshalError
+		if errors.As(err, &ie) {
+			return fmt.Errorf("decode: %w", err)
+		}
+		return parley.Errorf(parley.EInvalidJSON, "request body is not valid JSON")
+	}
+	return nil
+}
+
+func kind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "float64", "uint", "uint64":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	}
+	return "of another type"
+}

@@ -1,0 +1,346 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/bus"
+	"github.com/parley-chat/parley/internal/bus/natsbus"
+	"github.com/parley-chat/parley/internal/bus/redisbus"
+	"github.com/parley-chat/parley/internal/presence"
+	"github.com/parley-chat/parley/internal/stream"
+)
+
+// openBus connects to the bus named by url: redis://, rediss://, nats://,
+// or memory://name (nodes of one process, for tests). An empty url is a
+// single node: no bus at all.
+func openBus(ctx context.Context, url, node string, logger *slog.Logger) (bus.Bus, error) {
+	switch {
+	case url == "":
+		return nil, nil
+	case strings.HasPrefix(url, "redis://"), strings.HasPrefix(url, "rediss://"):
+		return redisbus.Open(ctx, url, node, logger)
+	case strings.HasPrefix(url, "nats://"), strings.HasPrefix(url, "tls://"):
+		return natsbus.Open(ctx, url, node, logger)
+	case strings.HasPrefix(url, "memory://"):
+		return bus.Named(strings.TrimPrefix(url, "memory://")).Join(node), nil
+	}
+	return nil, fmt.Errorf("bus: unsupported scheme in %q", redact(url))
+}
+
+// outboxSize bounds the messages waiting for the bus. When the bus is slow
+// or down the oldest are dropped: they are hints, and the streams' heartbeat
+// re-read of the log covers what they would have said.
+const outboxSize = 4096
+
+// cluster is this node's side of the bus: it publishes what happened here
+// without ever making a commit wait, and applies what other nodes publish
+// to the local hub.
+type cluster struct {
+	bus bus.Bus
+	hub *stream.Hub
+	log *slog.Logger
+	// counter shares presence counts with the other nodes; nil when the
+	// bus offers no board.
+	counter *bus.Counter
+
+	mu     sync.Mutex
+	outbox []bus.Message
+	// lost is set when a message was dropped or failed to go out: once the
+	// bus takes messages again, the others are asked to resync. losses
+	// counts such events, so a resync only clears lost if nothing was lost
+	// while it was being sent.
+	lost   bool
+	losses int
+
+	wake chan struct{} // the outbox has messages
+	poke chan struct{} // a PokeAll is wanted; coalesces bursts of them
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// openCluster connects this node, under a new id, to the bus named by url.
+// It returns nil for a single node (url empty); the methods below accept
+// a nil cluster.
+func openCluster(ctx context.Context, url string, logger *slog.Logger) (*cluster, error) {
+	node := parley.NewID("node")
+	b, err := openBus(ctx, url, node, logger)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	return &cluster{
+		bus: b, log: logger, counter: presenceCounter(ctx, b, node, logger),
+		wake: make(chan struct{}, 1), poke: make(chan struct{}, 1), stop: make(chan struct{}),
+	}, nil
+}
+
+// presenceCounter is the stream counter for presence: shared by all nodes
+// when the bus allows, else this node's own.
+func (c *cluster) presenceCounter() presence.Counter {
+	if c == nil || c.counter == nil {
+		return presence.NewLocal()
+	}
+	return c.counter
+}
+
+// attach makes hub the one the cluster delivers other nodes' messages to,
+// relays the hub's ephemeral events and kicks, and tells the presence
+// tracker of users whose streams elsewhere are gone. Before start.
+func (c *cluster) attach(hub *stream.Hub, tracker *presence.Tracker) {
+	if c == nil {
+		return
+	}
+	c.hub = hub
+	hub.SetRelay(c)
+	if c.counter != nil {
+		c.counter.OnGone(tracker.Recheck)
+	}
+}
+
+// start subscribes and runs the sender and the poker. Once it returns, the
+// node hears every message published by the others.
+func (c *cluster) start() error {
+	if err := c.bus.Subscribe(c.receive, c.resumed); err != nil {
+		return err
+	}
+	c.wg.Add(2)
+	go c.sender()
+	go c.poker()
+	return nil
+}
+
+// committed queues "these users' logs grew" for the events of one commit.
+// It is called on the commit path and only appends to a slice.
+func (c *cluster) committed(events []parley.Event) {
+	heads := make([]bus.Head, 0, 4)
+	// A commit's events are in log order per user, so a user's last event
+	// carries its head; a transaction usually touches a few users.
+	last := make(map[string]int, 4)
+	for _, e := range events {
+		if i, ok := last[e.UserID]; ok {
+			heads[i].LastID = max(heads[i].LastID, e.ID)
+			continue
+		}
+		last[e.UserID] = len(heads)
+		heads = append(heads, bus.Head{UserID: e.UserID, LastID: e.ID})
+	}
+	c.enqueue(bus.Message{Heads: heads})
+}
+
+// Ephemeral implements stream.Relay.
+func (c *cluster) Ephemeral(typ string, data []byte, userIDs []string) {
+	c.enqueue(bus.Message{Ephemeral: &bus.Ephemeral{
+		Type: typ, Data: json.RawMessage(append([]byte(nil), data...)), UserIDs: append([]string(nil), userIDs...),
+	}})
+}
+
+// KickSession implements stream.Relay.
+func (c *cluster) KickSession(userID, sessionID string) {
+	c.enqueue(bus.Message{Kick: &bus.Kick{UserID: userID, SessionID: sessionID}})
+}
+
+func (c *cluster) enqueue(m bus.Message) {
+	c.mu.Lock()
+	if len(c.outbox) >= outboxSize {
+		n := copy(c.outbox, c.outbox[outboxSize/4:])
+		c.outbox = c.outbox[:n]
+		if !c.lost {
+			c.log.Warn("bus: outbox full, dropping the oldest notifications; streams re-read their logs at each heartbeat")
+		}
+		c.setLost()
+	}
+	c.outbox = append(c.outbox, m)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// resyncEvery is how often a node that owes the others a resync (it lost
+// messages) tries to send it while the bus is down.
+const resyncEvery = 500 * time.Millisecond
+
+// sender publishes the outbox in order. The heads of all queued commits go
+// out together, one entry per user, so a burst of commits costs a few
+// messages rather than one each. While a resync is owed it retries every
+// resyncEvery, so the others catch up as soon as the bus is back even if
+// this node commits nothing more.
+func (c *cluster) sender() {
+	defer c.wg.Done()
+	retry := time.NewTimer(resyncEvery)
+	retry.Stop()
+	for {
+		select {
+		case <-c.stop:
+			c.send() // what is queued at shutdown, once
+			return
+		case <-c.wake:
+		case <-retry.C:
+		}
+		if !c.send() {
+			retry.Reset(resyncEvery)
+		}
+	}
+}
+
+// send publishes what is queued, preceded by a resync if one is owed. It
+// reports whether the others are owed nothing.
+func (c *cluster) send() bool {
+	c.mu.Lock()
+	batch := c.outbox
+	c.outbox = nil
+	resync, losses := c.lost, c.losses
+	c.mu.Unlock()
+	if len(batch) == 0 && !resync {
+		return true
+	}
+	var msgs []bus.Message
+	if resync {
+		msgs = append(msgs, bus.Message{Resync: true})
+	}
+	heads := map[string]int{} // user → index in merged.Heads
+	var merged bus.Message
+	for _, m := range batch {
+		for _, h := range m.Heads {
+			if i, ok := heads[h.UserID]; ok {
+				merged.Heads[i].LastID = max(merged.Heads[i].LastID, h.LastID)
+				continue
+			}
+			heads[h.UserID] = len(merged.Heads)
+			merged.Heads = append(merged.Heads, h)
+		}
+		if m.Ephemeral != nil || m.Kick != nil {
+			msgs = append(msgs, bus.Message{Ephemeral: m.Ephemeral, Kick: m.Kick})
+		}
+	}
+	if len(merged.Heads) > 0 {
+		msgs = append(msgs, merged)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	for i, m := range msgs {
+		if err := c.bus.Publish(ctx, m); err != nil {
+			c.mu.Lock()
+			if !c.lost {
+				c.log.Warn("bus: publish failed; other nodes' streams fall back to reading their logs", "err", err, "dropped", len(msgs)-i)
+			}
+			c.setLost()
+			c.mu.Unlock()
+			return false
+		}
+	}
+	if resync {
+		c.mu.Lock()
+		// Unless something else was lost meanwhile, the others have all.
+		if c.losses == losses {
+			c.lost = false
+			c.log.Info("bus: publishing again")
+		}
+		c.mu.Unlock()
+	}
+	return true
+}
+
+// setLost records that the others missed messages; c.mu is held.
+func (c *cluster) setLost() {
+	c.lost = true
+	c.losses++
+}
+
+// receive applies another node's message to the local hub. The hub ignores
+// users without streams here at the cost of a map lookup.
+func (c *cluster) receive(m bus.Message) {
+	for _, h := range m.Heads {
+		c.hub.Notify(h.UserID, h.LastID)
+	}
+	if e := m.Ephemeral; e != nil {
+		c.hub.EphemeralLocal(e.Type, e.Data, e.UserIDs...)
+	}
+	if k := m.Kick; k != nil {
+		c.hub.KickSessionLocal(k.UserID, k.SessionID)
+	}
+	if m.Resync {
+		c.pokeAll()
+	}
+}
+
+// resumed runs when the subscription is back after an outage: what the
+// others published meanwhile is lost, so every local stream reads its log,
+// and the others are asked to do the same for what this node could not
+// publish.
+func (c *cluster) resumed() {
+	c.pokeAll()
+	c.mu.Lock()
+	c.setLost()
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *cluster) pokeAll() {
+	select {
+	case c.poke <- struct{}{}:
+	default: // one is pending already and will cover this one
+	}
+}
+
+func (c *cluster) poker() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.poke:
+			c.hub.PokeAll()
+		}
+	}
+}
+
+// presenceCounter returns a stream counter shared by all nodes when the bus
+// offers a presence board, and nil (count locally) otherwise. A bus whose
+// board cannot be had (NATS without JetStream) degrades to local counting.
+// Each node renews its entry every few seconds; a dead node's expires.
+func presenceCounter(ctx context.Context, b bus.Bus, node string, logger *slog.Logger) *bus.Counter {
+	bb, ok := b.(bus.Boarder)
+	if !ok {
+		return nil
+	}
+	board, err := bb.Board(ctx, bus.DefaultTiming.TTL)
+	if err != nil {
+		logger.Warn("bus: no presence board; presence counts this node's streams only", "err", err)
+		return nil
+	}
+	c := bus.NewCounter(board, node, bus.DefaultTiming, logger)
+	c.Start()
+	return c
+}
+
+func (c *cluster) ping(ctx context.Context) error {
+	if p, ok := c.bus.(bus.Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+// close sends what is queued, withdraws this node's presence counts, then
+// disconnects. It also undoes an openCluster that was never started.
+func (c *cluster) close() error {
+	if c == nil {
+		return nil
+	}
+	close(c.stop)
+	c.wg.Wait()
+	if c.counter != nil {
+		c.counter.Close()
+	}
+	return c.bus.Close()
+}

@@ -1,0 +1,351 @@
+// Package server wires Parley's parts into a running node: it opens the
+// store, builds the hub, services and HTTP API from a config.Config, runs the
+// background loops and shuts everything down in order.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/config"
+	"github.com/parley-chat/parley/internal/httpapi"
+	"github.com/parley-chat/parley/internal/metrics"
+	"github.com/parley-chat/parley/internal/presence"
+	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/store/postgres"
+	"github.com/parley-chat/parley/internal/store/sqlite"
+	"github.com/parley-chat/parley/internal/stream"
+	"github.com/parley-chat/parley/internal/web"
+)
+
+// Server is one Parley node.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	store   store.Store
+	hub     *stream.Hub
+	metrics *metrics.Metrics
+	auth    *auth.Service
+	api     *httpapi.API
+	http    *http.Server
+	ln      net.Listener
+
+	// cluster connects this node to the others; nil for a single node.
+	cluster *cluster
+
+	chat     *chat.Service
+	presence *presence.Tracker
+
+	stop  chan struct{}
+	wg    sync.WaitGroup
+	swept time.Time // end of the last session sweep window
+}
+
+// New builds a node from cfg without listening yet.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, log: logger, stop: make(chan struct{})}
+	secret, err := loadSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	maxStreams := cfg.MaxStreams
+	if maxStreams == 0 {
+		maxStreams = streamCapacity()
+	}
+	// The bus comes before presence, which counts streams over all nodes
+	// through it, and the hub, which relays through it.
+	s.cluster, err = openCluster(ctx, cfg.Bus, logger)
+	if err != nil {
+		return nil, err
+	}
+	// Presence counts streams through the hub's hooks; it gets the store
+	// once that is open, before anything can connect.
+	s.presence = presence.New(s.cluster.presenceCounter(), cfg.PresenceGrace, logger)
+	s.hub = stream.NewHub(stream.Limits{PerUser: cfg.MaxStreamsPerUser, Total: maxStreams, Buffer: cfg.StreamBuffer}, s.presence)
+	s.cluster.attach(s.hub, s.presence)
+	s.metrics = metrics.New(func() float64 { return float64(s.hub.Open()) })
+
+	s.store, err = openStore(ctx, cfg, s.onCommit)
+	if err != nil {
+		s.cluster.close()
+		return nil, err
+	}
+	s.auth = auth.New(s.store, secret, cfg.IdleTimeout, cfg.SessionTTL, cfg.PasswordCost)
+	s.presence.Start(s.store, s.hub)
+	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout}, logger)
+	streams := &stream.Server{
+		Hub: s.hub, Log: eventLog{s.store}, Metrics: s.metrics, Logger: logger,
+		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
+		// With other nodes writing, a lost bus message must cost latency,
+		// never an event: streams also read their logs at each heartbeat.
+		Recheck:     s.cluster != nil,
+		OnDelivered: s.chat.Delivered, OnPoll: s.presence.Polled,
+	}
+	s.api = &httpapi.API{
+		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,
+		Ready: s.ready, Web: web.Handler(),
+		Presence: s.presence, Routes: []func(*http.ServeMux, *httpapi.API){httpapi.ChatRoutes(s.chat)},
+	}
+	s.http = &http.Server{
+		Handler:           s.api.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+func openStore(ctx context.Context, cfg config.Config, hook store.CommitHook) (store.Store, error) {
+	switch {
+	case cfg.DatabaseURL == "":
+		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, "parley.db"), hook)
+	case strings.HasPrefix(cfg.DatabaseURL, "sqlite:"), strings.HasPrefix(cfg.DatabaseURL, "file:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(cfg.DatabaseURL, "sqlite:"), "file:")
+		return sqlite.Open(ctx, path, hook)
+	case strings.HasPrefix(cfg.DatabaseURL, "postgres://"), strings.HasPrefix(cfg.DatabaseURL, "postgresql://"):
+		return postgres.Open(ctx, cfg.DatabaseURL, hook)
+	}
+	return nil, fmt.Errorf("database-url: unsupported scheme in %q", redact(cfg.DatabaseURL))
+}
+
+// onCommit runs after every commit and must not block: local streams get
+// the events, other nodes a notification queued for the bus. With
+// PostgreSQL it runs concurrently and commits may come out of order; a
+// stream that sees a gap reads the log.
+func (s *Server) onCommit(events []parley.Event) {
+	s.metrics.EventsWritten.Add(float64(len(events)))
+	s.hub.Publish(events)
+	if s.cluster != nil {
+		s.cluster.committed(events)
+	}
+}
+
+func (s *Server) ready(ctx context.Context) error {
+	if err := s.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if s.cluster != nil {
+		if err := s.cluster.ping(ctx); err != nil {
+			return fmt.Errorf("bus: %w", err)
+		}
+	}
+	return nil
+}
+
+// Handler is the node's HTTP handler, for tests that serve it themselves.
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+// Start listens on the configured address and serves in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	s.swept = time.Now()
+	if s.cluster != nil {
+		// Subscribed before serving: no stream can miss a notification.
+		if err := s.cluster.start(); err != nil {
+			ln.Close()
+			return fmt.Errorf("bus: %w", err)
+		}
+	}
+	if err := s.api.Streams.Start(); err != nil {
+		ln.Close()
+		return fmt.Errorf("start stream loop: %w", err)
+	}
+	s.loop(s.cfg.RetentionEvery, s.prune)
+	s.loop(sweepEvery(s.cfg.IdleTimeout), s.sweepSessions)
+	s.loop(chat.ReceiptFlushEvery, s.chat.FlushReceipts)
+	s.loop(chat.CallSweepEvery(s.cfg.CallTimeout), s.chat.ExpireCalls)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve", "err", err)
+		}
+	}()
+	s.log.Info("parley listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/")
+	return nil
+}
+
+// Addr is the address the node listens on, once started.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops accepting, tells every stream to reconnect, waits for
+// requests in flight and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	close(s.stop)
+	s.hub.Close()
+	s.api.Streams.Stop()
+	err := s.http.Shutdown(ctx)
+	s.wg.Wait()
+	// The streams are gone: write what they delivered and who was online.
+	s.chat.FlushReceipts(ctx)
+	s.presence.Close(ctx)
+	if s.cluster != nil {
+		err = errors.Join(err, s.cluster.close())
+	}
+	return errors.Join(err, s.store.Close())
+}
+
+// Run starts the node and shuts it down when ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+// loop runs fn every interval until shutdown.
+func (s *Server) loop(every time.Duration, fn func(context.Context)) {
+	if every <= 0 {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(every)
+		defer t.Stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		for {
+			fn(ctx)
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// prune applies the retention policy.
+func (s *Server) prune(ctx context.Context) {
+	before := time.Now().Add(-s.cfg.RetentionAge)
+	var n int64
+	err := s.store.Update(ctx, func(tx *store.Tx) (err error) {
+		n, err = tx.PruneEvents(before, s.cfg.RetentionEvents)
+		return err
+	})
+	if err != nil {
+		s.log.Error("prune events", "err", err)
+	} else if n > 0 {
+		s.log.Info("pruned events", "count", n)
+	}
+}
+
+// sweepSessions ends the streams of sessions that went idle or were revoked,
+// on this node or another; the store is the truth, so no bus is needed.
+func (s *Server) sweepSessions(ctx context.Context) {
+	now := time.Now()
+	// Windows overlap by a second so clock skew between the node that
+	// ended a session and this one cannot hide the end; a kick is idempotent.
+	from := s.swept.Add(-time.Second)
+	ended, err := s.auth.EndedBetween(ctx, from, now)
+	if err != nil {
+		s.log.Warn("sweep sessions", "err", err)
+		return
+	}
+	s.swept = now
+	for _, sess := range ended {
+		s.hub.KickSessionLocal(sess.UserID, sess.ID)
+	}
+}
+
+// sweepEvery checks sessions often enough that idle logout lands within a
+// small fraction of the timeout.
+func sweepEvery(idle time.Duration) time.Duration {
+	if idle <= 0 {
+		return 5 * time.Second // still catches logouts made on another node
+	}
+	return min(max(idle/10, 50*time.Millisecond), 5*time.Second)
+}
+
+// eventLog adapts the store to the stream package's Log.
+type eventLog struct{ st store.Store }
+
+func (l eventLog) Bounds(ctx context.Context, userID string) (first, last int64, err error) {
+	err = l.st.View(ctx, func(tx *store.Tx) error {
+		first, last, err = tx.LogBounds(userID)
+		return err
+	})
+	return first, last, err
+}
+
+func (l eventLog) After(ctx context.Context, userID string, after int64, limit int) (evs []parley.Event, err error) {
+	err = l.st.View(ctx, func(tx *store.Tx) error {
+		evs, err = tx.EventsAfter(userID, after, limit)
+		return err
+	})
+	return evs, err
+}
+
+// loadSecret returns the configured secret, or the one kept in the data dir,
+// generating it on first start.
+func loadSecret(cfg config.Config) ([]byte, error) {
+	if cfg.JWTSecret != "" {
+		return []byte(cfg.JWTSecret), nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	path := filepath.Join(cfg.DataDir, "jwt-secret")
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("keep secret: %w", err)
+	}
+	return []byte(secret), nil
+}
+
+// reservedFiles is the room kept under the open-files limit for the
+// database, the listener, requests in flight (a stream being opened holds
+// two descriptors for a moment) and the requests that are refused with 503.
+const reservedFiles = 512
+
+// streamCapacity is how many streams fit under the open-files limit.
+func streamCapacity() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return 0
+	}
+	return max(64, int(lim.Cur)-reservedFiles)
+}
+
+func redact(u string) string {
+	if i := strings.Index(u, "@"); i >= 0 {
+		if j := strings.Index(u, "://"); j >= 0 && j < i {
+			return u[:j+3] + "…" + u[i:]
+		}
+	}
+	return u
+}
