@@ -1,0 +1,1045 @@
+// Parley browser SDK — a dependency-free ES module served at /sdk/parley.js.
+//
+//   import { Parley } from "/sdk/parley.js";
+//   const parley = new Parley({ baseUrl: "", token: undefined }); // no token: the session cookie
+//   parley.on("message.created", (data, event) => {});           // any event type; "*" for all
+//   parley.onState((state) => {});   // connecting | connected | reconnecting | polling | disconnected
+//   parley.connect(); parley.reconnect(); parley.close();
+//   parley.state; parley.lastEventId; parley.quality;
+//   await parley.send(conversationId, body, { replyToId });      // optimistic, outbox, safe retry
+//
+// How it fits together:
+// - One connection per browser: tabs of an origin elect a leader with Web Locks;
+//   only the leader holds the EventSource and relays events, state and quality to
+//   the other tabs over a BroadcastChannel. When the leader tab goes away another
+//   tab gets the lock and resumes from the last id it handed on, so nothing is
+//   lost. Without Web Locks or BroadcastChannel each tab has its own stream.
+// - The stream logic (backoff, polling fallback, ordering, gap filling) is the
+//   ConnectionController in core.js; this file supplies EventSource and fetch.
+// - Sends go through a persistent Outbox (core.js) keyed by client_id.
+//
+// See parley.d.ts for the full typed surface and internal/web/README.md for more.
+
+import {
+  ActivityTracker,
+  ConnectionController,
+  EPHEMERAL_TYPES,
+  EventSequencer,
+  Emitter,
+  KNOWN_TYPES,
+  Outbox,
+  TypingThrottle,
+  computeQuality,
+  normalizeConfig,
+  readJSON,
+  realClock,
+  uuid,
+  writeJSON,
+} from "./core.js";
+
+export { STATES, KNOWN_TYPES, EPHEMERAL_TYPES, OutboxError, backoffDelay } from "./core.js";
+
+/** Error thrown by the REST helpers for an HTTP error answer (SPEC §1 error body). */
+export class ParleyError extends Error {
+  constructor(status, body) {
+    const err = body && body.error;
+    super((err && err.message) || `request failed with status ${status}`);
+    this.name = "ParleyError";
+    this.status = status;
+    this.code = (err && err.code) || (status ? `http_${status}` : "network_error");
+    this.body = body;
+  }
+}
+
+const DEFAULTS = Object.freeze({
+  baseUrl: "",
+  token: undefined,
+  shared: true,
+  resume: true,
+  maxFailures: 10,
+  backoffBaseMs: 1000,
+  backoffMaxMs: 30000,
+  jitter: 0.2,
+  readyTimeoutMs: 5000,
+  shortLivedMs: 5000,
+  badStreamsBeforePolling: 3,
+  polling: true,
+  streamRetryMs: 60000,
+  pollWaitSec: 25,
+  gapTimeoutMs: 3000,
+  sendTimeoutMs: 60000,
+  requestTimeoutMs: 20000,
+  typingIntervalMs: 3000,
+  typingIdleMs: 4000,
+  activityIntervalMs: 60000,
+  trackActivity: undefined,
+  storage: undefined,
+});
+
+const LEADER_BEAT_MS = 10000;
+// A leader tab can be throttled to one timer a minute in the background; only a
+// leader silent for longer than that is presumed frozen and has its lock stolen.
+const LEADER_STALE_MS = 75000;
+
+function browserStorage() {
+  try {
+    const s = globalThis.localStorage;
+    const k = "parley:probe";
+    s.setItem(k, "1");
+    s.removeItem(k);
+    return s;
+  } catch {
+    return null;
+  }
+}
+
+function hashString(s) {
+  let h = 5381;
+  for (let i = 0; i < s.length; i++) h = ((h << 5) + h + s.charCodeAt(i)) >>> 0;
+  return h.toString(36);
+}
+
+function canShare() {
+  return typeof globalThis.BroadcastChannel === "function" && !!(globalThis.navigator && globalThis.navigator.locks && typeof globalThis.navigator.locks.request === "function");
+}
+
+function isOnline() {
+  const n = globalThis.navigator;
+  return !n || n.onLine !== false;
+}
+
+function parseRetryAfter(v) {
+  if (!v) return 0;
+  const n = Number(v);
+  if (Number.isFinite(n)) return Math.max(0, n * 1000);
+  const t = Date.parse(v);
+  return Number.isFinite(t) ? Math.max(0, t - Date.now()) : 0;
+}
+
+const enc = encodeURIComponent;
+
+/**
+ * A Parley client. Nothing happens until connect() (REST helpers and send() work
+ * without it).
+ */
+export class Parley {
+  constructor(options = {}) {
+    const o = { ...DEFAULTS, ...options };
+    this.options = o;
+    this.baseUrl = String(o.baseUrl || "").replace(/\/+$/, "");
+    this.token = o.token || undefined;
+    this.clock = o.clock || realClock;
+    this.storage = o.storage !== undefined ? o.storage : browserStorage();
+    // Instances for another server or another token must not share a stream, an
+    // outbox or a resume point with the default one.
+    const scope = (this.baseUrl ? this.baseUrl : "") + (this.token ? `#${hashString(this.token)}` : "");
+    this.scope = scope;
+    this._keys = {
+      last: scope ? `parley:last:${scope}` : "parley:last",
+      outbox: scope ? `parley:outbox:${scope}:` : "parley:outbox:",
+      activity: scope ? `parley:activity:${scope}` : "parley:activity",
+      lock: scope ? `parley-leader:${scope}` : "parley-leader",
+      channel: scope ? `parley:${scope}` : "parley",
+    };
+    this.tabId = uuid();
+
+    this._events = new Emitter();
+    this._stateFns = new Set();
+    this._qualityFns = new Set();
+    this._state = "disconnected";
+    this._quality = "offline";
+    this._role = "none"; // none | solo | leader | follower
+    this._active = false;
+    this._expiredEmitted = false;
+    this._userId = null;
+    this._lastEventId = null;
+    this._lastAliveAt = 0;
+    this._rttMs = null;
+    this._remoteQuality = null;
+    this._ctl = null;
+    this._es = null;
+    this._cleanups = [];
+    this.config = normalizeConfig(null);
+    this.user = null;
+
+    if (o.resume) {
+      const stored = readJSON(this.storage, this._keys.last);
+      if (stored && Number.isFinite(Number(stored.id))) {
+        this._lastEventId = Number(stored.id);
+        this._userId = stored.user_id ?? null;
+      }
+    }
+
+    this._outbox = new Outbox({
+      storage: this.storage,
+      prefix: this._keys.outbox,
+      transport: (item) => this._postMessage(item),
+      clock: this.clock,
+      failAfterMs: o.sendTimeoutMs,
+    });
+    this._outboxLoaded = false;
+
+    this._typing = new TypingThrottle({
+      send: (id, state) => this.setTyping(id, state),
+      clock: this.clock,
+      intervalMs: o.typingIntervalMs,
+      idleMs: o.typingIdleMs,
+    });
+
+    const track = o.trackActivity !== undefined ? !!o.trackActivity : !this.token && typeof document !== "undefined";
+    this._activity = track
+      ? new ActivityTracker({
+          storage: this.storage,
+          key: this._keys.activity,
+          clock: this.clock,
+          reportIntervalMs: o.activityIntervalMs,
+          report: () => this._request("POST", "/api/auth/activity"),
+          onIdle: () => this._idleLogout(),
+        })
+      : null;
+  }
+
+  // --- subscriptions ------------------------------------------------------
+
+  /** Calls fn(data, event) for each event of `type` ("*": every event). Returns an unsubscribe function. */
+  on(type, fn) {
+    const off = this._events.on(String(type), fn);
+    this._listenType(String(type));
+    return off;
+  }
+
+  off(type, fn) {
+    this._events.off(String(type), fn);
+  }
+
+  /** Like on() but only for the next event of that type. */
+  once(type, fn) {
+    const off = this.on(type, (data, ev) => {
+      off();
+      fn(data, ev);
+    });
+    return off;
+  }
+
+  /** Calls fn(state) on every connection state change. Returns an unsubscribe function. */
+  onState(fn) {
+    this._stateFns.add(fn);
+    return () => this._stateFns.delete(fn);
+  }
+
+  /** Calls fn(quality) when the connection quality ("good" | "poor" | "offline") changes. */
+  onQuality(fn) {
+    this._qualityFns.add(fn);
+    return () => this._qualityFns.delete(fn);
+  }
+
+  /** Calls fn(items, change) whenever the outbox changes. Returns an unsubscribe function. */
+  onOutbox(fn) {
+    return this._outbox.subscribe(fn);
+  }
+
+  get state() {
+    return this._state;
+  }
+  get quality() {
+    return this._quality;
+  }
+  get lastEventId() {
+    return this._lastEventId;
+  }
+  /** "solo" (own stream), "leader" (holds the shared stream), "follower" (gets it relayed), or "none". */
+  get role() {
+    return this._role;
+  }
+  /** Messages being sent or failed: [{client_id, conversation_id, body, reply_to_id, status, attempts, created_at, error}]. */
+  get outbox() {
+    return this._outbox.items();
+  }
+  get userId() {
+    return this._userId;
+  }
+
+  // --- connection -----------------------------------------------------------
+
+  /** Opens the event connection (or joins the browser's shared one). Idempotent. */
+  connect() {
+    if (this._active) return this;
+    this._active = true;
+    this._expiredEmitted = false;
+    this._ensureOutbox();
+    this._outbox.start();
+    this._installListeners();
+    this._loadConfig();
+    if (this._activity) {
+      this._activity.begin();
+      this._everyMs(5000, () => this._activity && this._activity.check());
+    }
+    this._everyMs(5000, () => this._qualityTick());
+    if (this.options.shared && canShare()) this._joinShared();
+    else this._becomeSolo();
+    this._updateQuality();
+    return this;
+  }
+
+  /** Reconnects now, resetting the failure count (also from "disconnected" after giving up or expiry). */
+  reconnect() {
+    if (!this._active) return this.connect();
+    this._expiredEmitted = false;
+    if (this._ctl) this._ctl.reconnect();
+    else if (this._role === "follower") {
+      this._post({ t: "reconnect" });
+      if (this._state === "disconnected") this._setState("connecting");
+    }
+    return this;
+  }
+
+  /** Closes the connection (and hands leadership to another tab). */
+  close() {
+    if (!this._active) return;
+    this._active = false;
+    this._typing.stopAll();
+    this._outbox.stop();
+    for (const fn of this._cleanups.splice(0)) {
+      try {
+        fn();
+      } catch {
+        /* ignore */
+      }
+    }
+    this._stopController();
+    this._leaveShared();
+    this._role = "none";
+    this._setState("disconnected");
+  }
+
+  _everyMs(ms, fn) {
+    const h = setInterval(fn, ms);
+    this._cleanups.push(() => clearInterval(h));
+  }
+
+  _installListeners() {
+    if (typeof addEventListener !== "function") return;
+    const add = (target, type, fn, opts) => {
+      target.addEventListener(type, fn, opts);
+      this._cleanups.push(() => target.removeEventListener(type, fn, opts));
+    };
+    add(globalThis, "online", () => {
+      this._outbox.flush();
+      this._wake();
+      this._updateQuality();
+    });
+    add(globalThis, "offline", () => this._updateQuality());
+    if (typeof document !== "undefined") {
+      add(document, "visibilitychange", () => {
+        if (document.visibilityState === "visible") {
+          this._wake();
+          if (this._activity) this._activity.touch();
+        }
+      });
+    }
+    if (this._activity) {
+      const touch = () => this._activity && this._activity.touch();
+      for (const t of ["mousemove", "pointerdown", "mousedown", "click", "keydown", "input", "touchstart", "wheel", "focus"]) add(globalThis, t, touch, { passive: true, capture: true });
+    }
+  }
+
+  /** Back online or visible again: retry at once if waiting or given up (not after expiry). */
+  _wake() {
+    if (!this._active) return;
+    if (this._ctl) {
+      if (this._ctl.expired) return;
+      if (this._ctl.state === "reconnecting" || (this._ctl.state === "disconnected" && this._ctl.gaveUp)) this._ctl.reconnect();
+    } else if (this._role === "follower" && this._state === "disconnected" && !this._expiredEmitted) {
+      this._post({ t: "reconnect" });
+    }
+  }
+
+  _startController() {
+    const o = this.options;
+    this._ctl = new ConnectionController({
+      transport: {
+        openStream: (lastId, sink) => this._openStream(lastId, sink),
+        poll: (after, wait, signal) => this._pollOnce(after, wait, signal),
+        probe: () => this._request("GET", "/api/me").then((r) => r.status),
+      },
+      clock: this.clock,
+      lastEventId: this._lastEventId,
+      userId: this._userId,
+      maxFailures: o.maxFailures,
+      backoffBaseMs: o.backoffBaseMs,
+      backoffMaxMs: o.backoffMaxMs,
+      jitter: o.jitter,
+      readyTimeoutMs: o.readyTimeoutMs,
+      shortLivedMs: o.shortLivedMs,
+      badStreamsBeforePolling: o.badStreamsBeforePolling,
+      allowPolling: o.polling,
+      streamRetryMs: o.streamRetryMs,
+      pollWaitSec: o.pollWaitSec,
+      gapTimeoutMs: o.gapTimeoutMs,
+      onEvent: (e) => this._onLeaderEvent(e),
+      onState: (s) => this._setState(s),
+      onLastId: (id) => this._setLastId(id),
+    });
+    this._ctl.connect();
+  }
+
+  _stopController() {
+    if (this._ctl) {
+      const c = this._ctl;
+      this._ctl = null;
+      c.close();
+    }
+  }
+
+  _becomeSolo() {
+    this._role = "solo";
+    this._startController();
+  }
+
+  _openStream(lastId, sink) {
+    if (typeof EventSource !== "function") throw new Error("EventSource is not available");
+    const q = new URLSearchParams();
+    if (this.token) q.set("token", this.token);
+    if (lastId != null) q.set("last_event_id", String(lastId));
+    const qs = q.toString();
+    const es = new EventSource(`${this.baseUrl}/api/events${qs ? `?${qs}` : ""}`, { withCredentials: !this.token });
+    // Durable types (everything but the ephemeral ones, app.* included) always
+    // come with an id: line. For the untyped "message" event, whose kind is not
+    // known, note that MessageEvent.lastEventId keeps the last id seen on the
+    // stream, so only a changed value marks an id of its own.
+    let prevRaw = "";
+    const handler = (ev) => {
+      const raw = ev.lastEventId || "";
+      let id = null;
+      if (!EPHEMERAL_TYPES.has(ev.type) && raw !== "" && (ev.type !== "message" || raw !== prevRaw)) {
+        const n = Number(raw);
+        if (Number.isFinite(n)) id = n;
+      }
+      prevRaw = raw;
+      let data = ev.data;
+      try {
+        data = JSON.parse(ev.data);
+      } catch {
+        /* not JSON: pass the text on */
+      }
+      this._alive();
+      sink.event({ type: ev.type, data, id });
+    };
+    const listening = new Set();
+    const listen = (t) => {
+      if (!t || t === "*" || listening.has(t)) return;
+      listening.add(t);
+      es.addEventListener(t, handler);
+    };
+    for (const t of KNOWN_TYPES) listen(t);
+    for (const t of this._events.types()) listen(t);
+    for (const t of this._remoteTypes || []) listen(t);
+    es.onmessage = handler;
+    es.onopen = () => {
+      this._alive();
+      sink.open();
+    };
+    es.onerror = () => sink.error(es.readyState === 2 ? "closed" : "error");
+    const handle = { es, listen };
+    this._es = handle;
+    return {
+      close: () => {
+        es.onerror = null;
+        es.close();
+        if (this._es === handle) this._es = null;
+      },
+    };
+  }
+
+  /** EventSource has no wildcard: listen for a type as soon as someone subscribes to it. */
+  _listenType(type) {
+    if (type === "*") return;
+    if (this._es) this._es.listen(type);
+    if (this._role === "follower") this._post({ t: "types", types: [type] });
+  }
+
+  async _pollOnce(after, wait, signal) {
+    const r = await this._request("GET", `/api/events/poll?after=${enc(after)}&wait=${enc(wait)}`, undefined, {
+      signal,
+      timeoutMs: (Number(wait) + 15) * 1000,
+    });
+    if (r.status === 200) this._alive();
+    const b = r.body || {};
+    return { status: r.status, events: Array.isArray(b.events) ? b.events : [], last_id: b.last_id, reset: b.reset || null };
+  }
+
+  _alive() {
+    this._lastAliveAt = this.clock.now();
+  }
+
+  _setLastId(id) {
+    this._lastEventId = id;
+    if (this.options.resume && id != null) writeJSON(this.storage, this._keys.last, { id, user_id: this._userId });
+  }
+
+  /** An event from this tab's own controller (solo or leader). */
+  _onLeaderEvent(e) {
+    if (e.type === "ready" && e.data && e.data.user_id != null) {
+      this._userId = e.data.user_id;
+      if (this._lastEventId != null) this._setLastId(this._lastEventId);
+    }
+    if (this._role === "leader") this._post({ t: "event", e });
+    this._dispatch(e);
+  }
+
+  _dispatch(e) {
+    if (e.type === "message.created" && e.data && e.data.client_id) this._outbox.resolveMessage(e.data);
+    if (e.type === "session.expired") {
+      if (this._expiredEmitted) return;
+      this._expiredEmitted = true;
+      if (this._role === "follower") this._setState("disconnected");
+      // The server does not say why a session ended; if nobody used the page for
+      // about the idle timeout, it was the idle logout.
+      const idle = this.config.idleTimeoutMs;
+      if (this._activity && idle > 0 && e.data && typeof e.data === "object" && this.clock.now() - this._activity.lastActivity >= idle * 0.9) {
+        e = { ...e, data: { ...e.data, idle: true } };
+      }
+    }
+    const event = { id: e.id ?? null, type: e.type, data: e.data, ...(e.time ? { time: e.time } : {}) };
+    this._events.emit(e.type, e.data, event);
+    this._events.emit("*", e.data, event);
+  }
+
+  _setState(s) {
+    if (this._state === s) return;
+    this._state = s;
+    for (const fn of [...this._stateFns]) {
+      try {
+        fn(s);
+      } catch (err) {
+        console.error(err);
+      }
+    }
+    this._updateQuality();
+    if (this._role === "leader") this._post(this._stateMsg("state"));
+  }
+
+  // --- quality -------------------------------------------------------------
+
+  _updateQuality() {
+    let q;
+    if (this._role === "follower") {
+      q = !isOnline() ? "offline" : this._remoteQuality || computeQuality({ online: true, state: this._state });
+    } else {
+      q = computeQuality({
+        online: isOnline(),
+        state: this._state,
+        silenceMs: this._lastAliveAt ? this.clock.now() - this._lastAliveAt : 0,
+        heartbeatMs: this.config.heartbeatMs,
+        rttMs: this._rttMs,
+      });
+    }
+    if (q === this._quality) return;
+    this._quality = q;
+    for (const fn of [...this._qualityFns]) {
+      try {
+        fn(q);
+      } catch (err) {
+        console.error(err);
+      }
+    }
+    if (this._role === "leader") this._post(this._stateMsg("state"));
+  }
+
+  /**
+   * EventSource does not surface the server's `: ping` comments, so a quiet
+   * stream is indistinguishable from a dead one. When no event has arrived for a
+   * heartbeat interval, check it with a poll (ConnectionController.checkStream),
+   * which also times a round trip for the quality.
+   */
+  _qualityTick() {
+    if (this._ctl && this._state === "connected" && !this._probing) {
+      const hb = this.config.heartbeatMs;
+      const now = this.clock.now();
+      if (now - this._lastAliveAt > hb && now - (this._lastProbeAt || 0) > hb) {
+        this._probing = true;
+        this._lastProbeAt = now;
+        this._ctl
+          .checkStream()
+          .then((r) => {
+            this._rttMs = r.ok ? r.rttMs : null;
+            if (r.ok) this._alive();
+          })
+          .catch(() => {
+            this._rttMs = null;
+          })
+          .finally(() => {
+            this._probing = false;
+            this._updateQuality();
+          });
+      }
+    }
+    this._updateQuality();
+  }
+
+  async _loadConfig() {
+    try {
+      const r = await this._request("GET", "/api/config");
+      if (r.status === 200 && r.body) {
+        this.config = normalizeConfig(r.body);
+        if (this._activity) {
+          this._activity.idleTimeoutMs = this.config.idleTimeoutMs;
+          // Report often enough that the server's idle timer never runs out
+          // while the person is using the page, even with a short timeout.
+          let every = this.options.activityIntervalMs;
+          const serverEvery = Number(r.body.activity_interval_ms);
+          if (serverEvery > 0) every = Math.min(every, serverEvery);
+          if (this.config.idleTimeoutMs > 0) every = Math.min(every, Math.max(1000, Math.floor(this.config.idleTimeoutMs / 2)));
+          this._activity.reportIntervalMs = every;
+        }
+      }
+    } catch {
+      /* defaults stay */
+    }
+    return this.config;
+  }
+
+  // --- one connection per browser -------------------------------------------
+
+  _joinShared() {
+    this._role = "follower";
+    this._fseq = new EventSequencer({ lastId: this._lastEventId });
+    this._leaderSeenAt = this.clock.now();
+    this._followerReady = false;
+    this._channel = new BroadcastChannel(this._keys.channel);
+    this._channel.onmessage = (m) => this._onChannel(m.data);
+    this._setState("connecting");
+    this._requestLock(false);
+    this._post({ t: "hello", types: this._events.types().filter((t) => t !== "*") });
+    this._watchdog = setInterval(() => this._checkLeader(), 15000);
+  }
+
+  _requestLock(steal) {
+    if (this._lockAbort) this._lockAbort.abort();
+    const abort = new AbortController();
+    this._lockAbort = abort;
+    const opts = steal ? { steal: true } : { signal: abort.signal };
+    navigator.locks
+      .request(this._keys.lock, opts, () => {
+        if (!this._active || this._lockAbort !== abort) return undefined;
+        return new Promise((release) => {
+          this._releaseLock = release;
+          this._becomeLeader();
+        });
+      })
+      .catch(() => {
+        // Aborted (close) or stolen by a tab that found this one frozen: step down.
+        if (this._active && this._role === "leader" && this._lockAbort === abort) this._stepDown();
+      });
+  }
+
+  _becomeLeader() {
+    if (!this._active) return;
+    this._role = "leader";
+    clearTimeout(this._fgap);
+    if (this._lastEventId == null && this.options.resume) {
+      // This tab has handed nothing on yet: continue where the last leader stopped.
+      const stored = readJSON(this.storage, this._keys.last);
+      if (stored && Number.isFinite(Number(stored.id))) {
+        this._lastEventId = Number(stored.id);
+        this._userId = stored.user_id ?? this._userId;
+      }
+    }
+    this._startController();
+    this._post(this._stateMsg("leader"));
+    this._beat = setInterval(() => this._post(this._stateMsg("beat")), LEADER_BEAT_MS);
+  }
+
+  _stepDown() {
+    clearInterval(this._beat);
+    this._stopController();
+    this._releaseLock && this._releaseLock();
+    this._releaseLock = null;
+    this._role = "follower";
+    this._fseq = new EventSequencer({ lastId: this._lastEventId });
+    this._leaderSeenAt = this.clock.now();
+    this._requestLock(false);
+  }
+
+  _leaveShared() {
+    clearInterval(this._beat);
+    clearInterval(this._watchdog);
+    clearTimeout(this._fgap);
+    if (this._lockAbort) {
+      const a = this._lockAbort;
+      this._lockAbort = null;
+      try {
+        a.abort();
+      } catch {
+        /* ignore */
+      }
+    }
+    if (this._releaseLock) {
+      this._releaseLock();
+      this._releaseLock = null;
+    }
+    if (this._channel) {
+      try {
+        this._channel.close();
+      } catch {
+        /* ignore */
+      }
+      this._channel = null;
+    }
+  }
+
+  /** A follower that has not heard from the leader for long steals the lock (frozen leader tab). */
+  _checkLeader() {
+    if (this._role !== "follower" || !this._active) return;
+    const visible = typeof document === "undefined" || document.visibilityState === "visible";
+    if (visible && this.clock.now() - this._leaderSeenAt > LEADER_STALE_MS) {
+      this._leaderSeenAt = this.clock.now();
+      this._requestLock(true);
+    }
+  }
+
+  _stateMsg(t) {
+    return { t, state: this._state, quality: this._quality, lastEventId: this._lastEventId, userId: this._userId };
+  }
+
+  _post(msg) {
+    if (!this._channel) return;
+    try {
+      this._channel.postMessage({ ...msg, from: this.tabId });
+    } catch {
+      /* closed channel */
+    }
+  }
+
+  _onChannel(m) {
+    if (!m || m.from === this.tabId || !this._active) return;
+    if (this._role === "leader") {
+      if (m.t === "hello") {
+        for (const t of m.types || []) this._listenRemote(t);
+        this._post(this._stateMsg("state"));
+      } else if (m.t === "types") {
+        for (const t of m.types || []) this._listenRemote(t);
+      } else if (m.t === "reconnect") {
+        this.reconnect();
+      }
+      return;
+    }
+    if (this._role !== "follower") return;
+    this._leaderSeenAt = this.clock.now();
+    if (m.t === "state" || m.t === "leader" || m.t === "beat") {
+      if (m.userId != null) this._userId = m.userId;
+      if (this._fseq.lastId == null && m.lastEventId != null) {
+        // Joined a running leader: live from its position.
+        this._fseq.reset(m.lastEventId);
+        this._lastEventId = this._fseq.lastId;
+      }
+      this._remoteQuality = m.quality || null;
+      if (m.state) this._setState(m.state);
+      this._updateQuality();
+      if (!this._followerReady && (m.state === "connected" || m.state === "polling")) {
+        // The ready event of the shared stream happened before this tab joined;
+        // give this tab's handlers one so "load state once live" works the same.
+        this._followerReady = true;
+        this._dispatch({ id: null, type: "ready", data: { user_id: this._userId, last_id: this._lastEventId, shared: true } });
+      }
+      if (m.t === "leader") this._post({ t: "types", types: this._events.types().filter((t) => t !== "*") });
+      return;
+    }
+    if (m.t === "event" && m.e) {
+      const e = m.e;
+      if (e.type === "ready") this._followerReady = true;
+      if (e.type === "reset" && e.data) {
+        const out = this._fseq.reset(e.data.last_id);
+        this._lastEventId = this._fseq.lastId;
+        this._dispatch(e);
+        for (const x of out) this._followerDeliver(x);
+        return;
+      }
+      for (const x of this._fseq.push(e)) this._followerDeliver(x);
+      clearTimeout(this._fgap);
+      if (this._fseq.hasGap) {
+        // Relays come in order from one leader; a gap can only follow a change of
+        // leader and is filled by its replay. Do not wait for ever.
+        this._fgap = setTimeout(() => {
+          for (const x of this._fseq.flush()) this._followerDeliver(x);
+        }, this.options.gapTimeoutMs);
+      }
+    }
+  }
+
+  _followerDeliver(e) {
+    if (e.id != null) this._lastEventId = this._fseq.lastId;
+    this._dispatch(e);
+  }
+
+  _listenRemote(t) {
+    if (!t || t === "*") return;
+    (this._remoteTypes ||= new Set()).add(t);
+    if (this._es) this._es.listen(t);
+  }
+
+  // --- HTTP -------------------------------------------------------------------
+
+  /**
+   * One HTTP request; resolves to {status, body, headers} for any answer and
+   * rejects only on network errors and timeouts.
+   */
+  async _request(method, path, body, { signal, timeoutMs } = {}) {
+    if (typeof fetch !== "function") throw new Error("fetch is not available");
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    const ctrl = typeof AbortController === "function" ? new AbortController() : null;
+    const ms = timeoutMs || this.options.requestTimeoutMs;
+    const timer = ctrl && ms > 0 ? setTimeout(() => ctrl.abort(), ms) : null;
+    if (signal && ctrl) {
+      if (signal.aborted) ctrl.abort();
+      else signal.addEventListener("abort", () => ctrl.abort(), { once: true });
+    }
+    try {
+      const res = await fetch(this.baseUrl + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: this.token ? "omit" : "include",
+        cache: "no-store",
+        signal: ctrl ? ctrl.signal : undefined,
+      });
+      let data = null;
+      const ct = res.headers.get("Content-Type") || "";
+      if (res.status !== 204 && ct.includes("json")) {
+        try {
+          data = await res.json();
+        } catch {
+          data = null;
+        }
+      } else if (res.status !== 204) {
+        try {
+          const text = await res.text();
+          data = text ? { text } : null;
+        } catch {
+          data = null;
+        }
+      }
+      return { status: res.status, body: data, headers: res.headers };
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+
+  /** Calls a Parley endpoint; resolves to the JSON answer (null for 204), throws ParleyError otherwise. */
+  async api(method, path, body) {
+    let r;
+    try {
+      r = await this._request(method, path, body);
+    } catch (err) {
+      throw Object.assign(new ParleyError(0, { error: { code: "network_error", message: err && err.name === "AbortError" ? "request timed out" : "network error" } }), { cause: err });
+    }
+    if (r.status >= 400) {
+      if (r.status === 401 && this._active && !path.startsWith("/api/auth/")) {
+        this._dispatch({ id: null, type: "session.expired", data: { reason: "unauthorized" } });
+      }
+      throw new ParleyError(r.status, r.body);
+    }
+    return r.body;
+  }
+
+  // --- auth -------------------------------------------------------------------
+
+  /** POST /api/auth/register → {user, token, expires_at}; the server also sets the session cookie. */
+  async register({ username, password, display_name, role }) {
+    const r = await this.api("POST", "/api/auth/register", { username, password, display_name, role });
+    this._afterLogin(r);
+    return r;
+  }
+
+  /** POST /api/auth/login → {user, token, expires_at}. */
+  async login(username, password) {
+    const body = typeof username === "object" && username ? username : { username, password };
+    const r = await this.api("POST", "/api/auth/login", { username: body.username, password: body.password });
+    this._afterLogin(r);
+    return r;
+  }
+
+  _afterLogin(r) {
+    if (r && r.user) {
+      this.user = r.user;
+      if (this._userId != null && this._userId !== r.user.id) {
+        // Another account in this browser: its resume point and outbox are not ours.
+        this._outbox.clear();
+        this._forgetResume();
+      }
+      this._userId = r.user.id;
+    }
+    // Token mode: keep using the new token (cookie mode needs nothing).
+    if (this.token && r && r.token) this.token = r.token;
+    this._expiredEmitted = false;
+    if (this._activity) this._activity.begin();
+  }
+
+  /**
+   * POST /api/auth/logout, then forget the outbox and resume point and close the
+   * connection. With {remote: false} only the local part is done (the session is
+   * known to be gone already, e.g. after session.expired).
+   */
+  async logout({ remote = true } = {}) {
+    if (remote) {
+      try {
+        await this._request("POST", "/api/auth/logout");
+      } catch {
+        /* the session is being dropped anyway */
+      }
+    }
+    this._outbox.clear();
+    this._forgetResume();
+    this.user = null;
+    this.close();
+  }
+
+  _forgetResume() {
+    this._lastEventId = null;
+    this._userId = null;
+    try {
+      this.storage && this.storage.removeItem(this._keys.last);
+    } catch {
+      /* ignore */
+    }
+  }
+
+  async _idleLogout() {
+    await this.logout();
+    // Tell the app, unless the server's own session.expired got here first.
+    if (!this._expiredEmitted) this._dispatch({ id: null, type: "session.expired", data: { reason: "idle", idle: true } });
+  }
+
+  /** GET /api/me → user (sets parley.user). */
+  async me() {
+    const u = await this.api("GET", "/api/me");
+    this.user = u;
+    if (u && u.id) {
+      if (this._userId != null && this._userId !== u.id) {
+        // The stored resume point and outbox belong to another account.
+        this._outbox.clear();
+        this._forgetResume();
+      }
+      this._userId = u.id;
+    }
+    return u;
+  }
+
+  /** GET /api/config, normalised ({heartbeatMs, idleTimeoutMs, raw}). */
+  getConfig() {
+    return this._loadConfig();
+  }
+
+  // --- REST helpers -----------------------------------------------------------
+
+  /** GET /api/users?role= → user[] */
+  async users(role) {
+    const r = await this.api("GET", `/api/users${role ? `?role=${enc(role)}` : ""}`);
+    return (r && r.users) || [];
+  }
+  getUser(id) {
+    return this.api("GET", `/api/users/${enc(id)}`);
+  }
+  /** GET /api/conversations → conversation[] (newest activity first) */
+  async conversations() {
+    const r = await this.api("GET", "/api/conversations");
+    return (r && r.conversations) || [];
+  }
+  getConversation(id) {
+    return this.api("GET", `/api/conversations/${enc(id)}`);
+  }
+  /** POST /api/conversations (clients only) with the first message. */
+  createConversation({ professional_id, subject, body, client_id }) {
+    const payload = { professional_id, message: { body, client_id: client_id || uuid() } };
+    if (subject) payload.subject = subject;
+    return this.api("POST", "/api/conversations", payload);
+  }
+  /** GET messages → {messages, has_more} */
+  messages(conversationId, { before_seq, after_seq, limit } = {}) {
+    const q = new URLSearchParams();
+    if (before_seq != null) q.set("before_seq", String(before_seq));
+    if (after_seq != null) q.set("after_seq", String(after_seq));
+    if (limit != null) q.set("limit", String(limit));
+    const qs = q.toString();
+    return this.api("GET", `/api/conversations/${enc(conversationId)}/messages${qs ? `?${qs}` : ""}`);
+  }
+  editMessage(messageId, body) {
+    return this.api("PATCH", `/api/messages/${enc(messageId)}`, { body });
+  }
+  deleteMessage(messageId) {
+    return this.api("DELETE", `/api/messages/${enc(messageId)}`);
+  }
+  markRead(conversationId, upToSeq) {
+    return this.api("POST", `/api/conversations/${enc(conversationId)}/read`, { up_to_seq: upToSeq });
+  }
+  setTyping(conversationId, state) {
+    return this.api("POST", `/api/conversations/${enc(conversationId)}/typing`, { state });
+  }
+  startCall(conversationId, media = "audio") {
+    return this.api("POST", `/api/conversations/${enc(conversationId)}/calls`, { media });
+  }
+  acceptCall(callId) {
+    return this.api("POST", `/api/calls/${enc(callId)}/accept`, {});
+  }
+  declineCall(callId) {
+    return this.api("POST", `/api/calls/${enc(callId)}/decline`, {});
+  }
+  endCall(callId) {
+    return this.api("POST", `/api/calls/${enc(callId)}/end`, {});
+  }
+  signal(callId, payload) {
+    return this.api("POST", `/api/calls/${enc(callId)}/signal`, { payload });
+  }
+
+  // --- typing -------------------------------------------------------------------
+
+  /** Call on every keystroke in a conversation's composer: throttled typing start/stop. */
+  typing(conversationId) {
+    this._typing.input(conversationId);
+  }
+  /** Sends typing stop now if a start was sent (e.g. the message was sent). */
+  stopTyping(conversationId) {
+    this._typing.stop(conversationId);
+  }
+
+  // --- sending --------------------------------------------------------------------
+
+  _ensureOutbox() {
+    if (this._outboxLoaded) return;
+    this._outboxLoaded = true;
+    this._outbox.load();
+  }
+
+  /**
+   * Sends a message optimistically: it appears in the outbox (status "pending")
+   * at once, is retried with the same client_id until the server answers, survives
+   * reloads, and is marked "failed" after sendTimeoutMs or on a refusal.
+   * Resolves with the server's message; rejects with an OutboxError on failure.
+   */
+  send(conversationId, body, { replyToId, clientId } = {}) {
+    this._ensureOutbox();
+    this._typing.stop(conversationId);
+    return this._outbox.send({ conversation_id: conversationId, body, reply_to_id: replyToId || null, client_id: clientId || null });
+  }
+
+  /** Tries a failed (or waiting) message again, with its original client_id. */
+  retry(clientId) {
+    return this._outbox.retry(clientId);
+  }
+
+  /** Drops a message from the outbox. */
+  discard(clientId) {
+    return this._outbox.discard(clientId);
+  }
+
+  async _postMessage(item) {
+    const payload = { body: item.body, client_id: item.client_id };
+    if (item.reply_to_id) payload.reply_to_id = item.reply_to_id;
+    const r = await this._request("POST", `/api/conversations/${enc(item.conversation_id)}/messages`, payload);
+    return { status: r.status, body: r.body, retryAfterMs: parseRetryAfter(r.headers && r.headers.get("Retry-After")) };
+  }
+}
+
+export default Parley;
