@@ -68,14 +68,8 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	ids := make(map[string]int64, len(users))
 	err := a.Store.Update(r.Context(), func(tx *store.Tx) error {
-		// All or nothing: check every user before writing any event.
-		missing, err := tx.MissingUsers(users)
-		if err != nil {
-			return err
-		}
-		if len(missing) > 0 {
-			return parley.Errorf(parley.ENotFound, "unknown users: %s", strings.Join(missing[:min(len(missing), 5)], ", "))
-		}
+		// All or nothing: Append fails naming unknown users, and the
+		// transaction then writes no event.
 		stored, err := tx.Append(evs...)
 		if err != nil {
 			return err

@@ -18,6 +18,11 @@ import (
 // user's run of ids (the row lock is what keeps ids contiguous across
 // concurrent writers and nodes), then multi-row inserts write the events.
 func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
+	for _, e := range events {
+		if impossibleKey(e.UserID) {
+			return nil, parley.Errorf(parley.ENotFound, "unknown users: %q", e.UserID)
+		}
+	}
 	// Each user's events, in the order given; users in id order so that
 	// transactions lock overlapping heads in one order where they can.
 	byUser := make(map[string][]int, len(events))
@@ -110,7 +115,15 @@ func (tx *Tx) advanceHeads(users []string, byUser map[string][]int) (map[string]
 		}
 	}
 	if len(last) != len(users) {
-		return nil, parley.NotFound // an event for a user who does not exist
+		// Every user has a head row, so the heads not moved name the
+		// users who do not exist; none of the batch is written.
+		var missing []string
+		for _, u := range users {
+			if _, ok := last[u]; !ok && len(missing) < 5 {
+				missing = append(missing, u)
+			}
+		}
+		return nil, parley.Errorf(parley.ENotFound, "unknown users: %s", strings.Join(missing, ", "))
 	}
 	return last, nil
 }

@@ -3,8 +3,6 @@ package store
 import (
 	"database/sql"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -91,46 +89,6 @@ func (tx *Tx) Users(role string, limit int) ([]*parley.User, error) {
 		out = append(out, u)
 	}
 	return out, rows.Err()
-}
-
-// MissingUsers returns those of ids that are not users, in the given order.
-func (tx *Tx) MissingUsers(ids []string) ([]string, error) {
-	found := make(map[string]bool, len(ids))
-	const chunk = 500 // well under both back ends' bound-parameter limits
-	for start := 0; start < len(ids); start += chunk {
-		part := slices.DeleteFunc(slices.Clone(ids[start:min(start+chunk, len(ids))]), impossibleKey)
-		if len(part) == 0 {
-			continue
-		}
-		q := `SELECT id FROM users WHERE id IN (?` + strings.Repeat(`, ?`, len(part)-1) + `)`
-		args := make([]any, len(part))
-		for i, id := range part {
-			args[i] = id
-		}
-		rows, err := tx.query(q, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			found[id] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	var missing []string
-	for _, id := range ids {
-		if !found[id] {
-			missing = append(missing, id)
-		}
-	}
-	return missing, nil
 }
 
 // SetLastSeen records when the user was last online.
