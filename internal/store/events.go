@@ -152,8 +152,15 @@ func (tx *Tx) insertEvents(events []parley.Event, at int64) error {
 		q := `INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, ?, ?, ?, ?)` +
 			strings.Repeat(`, (?, ?, ?, ?, ?)`, len(part)-1)
 		args := make([]any, 0, 5*len(part))
+		var data []byte
+		var dataArg any
 		for _, e := range part {
-			args = append(args, e.UserID, e.ID, e.Type, string(e.Data), at)
+			// A fan-out's events share one payload: convert it once, not
+			// once per user.
+			if len(e.Data) == 0 || len(data) != len(e.Data) || &data[0] != &e.Data[0] {
+				data, dataArg = e.Data, string(e.Data)
+			}
+			args = append(args, e.UserID, e.ID, e.Type, dataArg, at)
 		}
 		if _, err := tx.exec(q, args...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
@@ -201,15 +208,14 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 // LogBounds returns the oldest retained id and the newest id of the user's log.
 // An empty log has first = last+1.
 func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
-	err = tx.queryRow(`SELECT last_id FROM event_heads WHERE user_id = ?`, userID).Scan(&last)
+	// One statement: a stream's opening runs it for every reconnect.
+	var oldest *int64
+	err = tx.queryRow(`SELECT h.last_id, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id)
+		FROM event_heads h WHERE h.user_id = ?`, userID).Scan(&last, &oldest)
 	if isNoRows(err) {
 		return 0, 0, parley.NotFound
 	}
 	if err != nil {
-		return 0, 0, err
-	}
-	var oldest *int64
-	if err := tx.queryRow(`SELECT MIN(id) FROM events WHERE user_id = ?`, userID).Scan(&oldest); err != nil {
 		return 0, 0, err
 	}
 	if oldest == nil {
