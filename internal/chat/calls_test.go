@@ -210,11 +210,13 @@ func TestCallMissedAfterTimeout(t *testing.T) {
 		if got.ID != c.ID || got.State != parley.CallMissed || got.EndedAt == nil || got.AnsweredAt != nil {
 			t.Fatalf("call.missed = %+v", got)
 		}
-		if d := got.EndedAt.Sub(c.CreatedAt.Time); d < 300*time.Millisecond || d > 2*time.Second {
+		// The upper bounds only catch a timeout that is not applied; they
+		// leave room for a loaded machine.
+		if d := got.EndedAt.Sub(c.CreatedAt.Time); d < 300*time.Millisecond || d > 5*time.Second {
 			t.Fatalf("missed %v after the start", d)
 		}
 	}
-	if el := time.Since(start); el > 3*time.Second {
+	if el := time.Since(start); el > 8*time.Second {
 		t.Fatalf("missed only after %v", el)
 	}
 	// Exactly one call.missed, however many sweeps ran.

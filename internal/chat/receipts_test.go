@@ -99,11 +99,20 @@ func TestDeliveredReceipts(t *testing.T) {
 	clientStream := n.OpenStream(t, p.client.Token, -1)
 	// …reach them at once when they resume: one coalesced receipt.
 	proStream := n.OpenStream(t, p.pro.Token, proHead)
-	e := clientStream.NextOf(t, parley.EventReceipt, 5*time.Second)
+	// One receipt when the replay reaches the socket in one write; a loaded
+	// machine may split the write, and so the receipts, but never into
+	// anything like one per message.
 	var r parley.Receipt
-	e.Decode(t, &r)
-	if r.Kind != parley.ReceiptDelivered || r.UserID != p.pro.ID || r.UpToSeq != 101 || r.ConversationID != p.conv.ID {
-		t.Fatalf("delivered receipt = %s", e.Data)
+	for receipts := 1; r.UpToSeq != 101; receipts++ {
+		e := clientStream.NextOf(t, parley.EventReceipt, 5*time.Second)
+		prev := r.UpToSeq
+		e.Decode(t, &r)
+		if r.Kind != parley.ReceiptDelivered || r.UserID != p.pro.ID || r.UpToSeq <= prev || r.UpToSeq > 101 || r.ConversationID != p.conv.ID {
+			t.Fatalf("delivered receipt %d = %s (previous up to %d)", receipts, e.Data, prev)
+		}
+		if receipts > 3 {
+			t.Fatalf("%d receipts for one replay of 100 messages: not coalesced", receipts)
+		}
 	}
 	noEventOf(t, clientStream, parley.EventReceipt, 400*time.Millisecond)
 	if e := proStream.NextOf(t, parley.EventReceipt, 5*time.Second); !e.HasID {
