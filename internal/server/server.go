@@ -301,6 +301,14 @@ func (l eventLog) After(ctx context.Context, userID string, after int64, limit i
 	return evs, err
 }
 
+func (l eventLog) Heads(ctx context.Context, userIDs []string) (heads map[string]int64, err error) {
+	err = l.st.View(ctx, func(tx *store.Tx) error {
+		heads, err = tx.LogHeads(userIDs)
+		return err
+	})
+	return heads, err
+}
+
 // loadSecret returns the configured secret, or the one kept in the data dir,
 // generating it on first start.
 func loadSecret(cfg config.Config) ([]byte, error) {

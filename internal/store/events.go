@@ -224,6 +224,39 @@ func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
 	return *oldest, last, nil
 }
 
+// LogHeads returns the newest id of each user's log; unknown users are left
+// out.
+func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(userIDs))
+	ids := slices.DeleteFunc(slices.Clone(userIDs), impossibleKey)
+	for start := 0; start < len(ids); start += headChunk {
+		part := ids[start:min(start+headChunk, len(ids))]
+		args := make([]any, len(part))
+		for i, u := range part {
+			args[i] = u
+		}
+		rows, err := tx.query(`SELECT user_id, last_id FROM event_heads WHERE user_id IN (?`+
+			strings.Repeat(`, ?`, len(part)-1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var u string
+			var id int64
+			if err := rows.Scan(&u, &id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out[u] = id
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // PruneEvents deletes events that are both older than before and not among
 // the newest keep of their user, so that whichever bound keeps more wins.
 func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {

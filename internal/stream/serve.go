@@ -21,6 +21,9 @@ type Log interface {
 	Bounds(ctx context.Context, userID string) (first, last int64, err error)
 	// After returns up to limit events with ids above after, in order.
 	After(ctx context.Context, userID string, after int64, limit int) ([]parley.Event, error)
+	// Heads returns the newest id of each user's log; users without a log
+	// may be left out.
+	Heads(ctx context.Context, userIDs []string) (map[string]int64, error)
 }
 
 // DeliveryHook is told which durable events reached a user (written to a live
@@ -43,9 +46,9 @@ type Server struct {
 	Metrics     Metrics
 	Logger      *slog.Logger
 	Heartbeat   time.Duration
-	// Recheck, when set, makes every stream read the log at each heartbeat:
-	// with several nodes, a lost bus notification then costs latency, never
-	// an event.
+	// Recheck, when set, makes every stream check its log's head at each
+	// heartbeat and catch up if it is behind: with several nodes, a lost bus
+	// notification then costs latency, never an event.
 	Recheck      bool
 	Retry        time.Duration
 	WriteTimeout time.Duration

@@ -36,6 +36,12 @@ func (l *memLog) Bounds(ctx context.Context, userID string) (int64, int64, error
 	return 1, int64(len(l.events)), nil
 }
 
+func (l *memLog) Heads(ctx context.Context, userIDs []string) (map[string]int64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return map[string]int64{"u": int64(len(l.events))}, nil
+}
+
 func (l *memLog) After(ctx context.Context, userID string, after int64, limit int) ([]parley.Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -35,6 +35,7 @@ func Run(t *testing.T, open Opener) {
 	}{
 		{"ContiguousIDsUnderConcurrentAppends", testContiguous},
 		{"LogBounds", testLogBounds},
+		{"LogHeads", testLogHeads},
 		{"EventsAfter", testEventsAfter},
 		{"PruneEvents", testPrune},
 		{"CreateUserConflict", testCreateUserConflict},
@@ -205,6 +206,32 @@ func testLogBounds(t *testing.T, open Opener) {
 	})
 	if parley.ErrorCode(err) != parley.ENotFound {
 		t.Fatalf("bounds of unknown user: %v, want not_found", err)
+	}
+}
+
+func testLogHeads(t *testing.T, open Opener) {
+	st := open(t, nil)
+	// More users than one statement takes, so the chunks are joined.
+	users := make([]string, 0, 1201)
+	for i := range 1200 {
+		users = append(users, mustUser(t, st, fmt.Sprintf("heads%d", i)))
+	}
+	appendN(t, st, users[0], 2)
+	appendN(t, st, users[1199], 5)
+	var heads map[string]int64
+	err := st.View(ctx, func(tx *store.Tx) (err error) {
+		heads, err = tx.LogHeads(append(users, "usr_missing", "bad\x00key"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(heads) != len(users) || heads[users[0]] != 2 || heads[users[1199]] != 5 || heads[users[600]] != 0 {
+		t.Fatalf("%d heads, first %d, last %d, middle %d; want %d heads 2, 5, 0",
+			len(heads), heads[users[0]], heads[users[1199]], heads[users[600]], len(users))
+	}
+	if _, ok := heads["usr_missing"]; ok {
+		t.Fatal("a head for an unknown user")
 	}
 }
 
