@@ -64,6 +64,10 @@ func spawnServer(ctx context.Context, extra []string, logPath string, logf func(
 	args := []string{
 		"--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--api-keys", spawnAPIKey,
 		"--rate-limit", "0", "--max-streams-per-user", "16", "--password-cost", "4",
+		// Bench users hold streams and send no activity, which the idle
+		// logout would end after 5 minutes (a soak's streams, then, and
+		// a later run's): sessions stay up for the workload's length.
+		"--idle-timeout", "0",
 		// pprof lets bench force a garbage collection before reading
 		// the heap, so memory per stream counts live memory only.
 		"--pprof",
