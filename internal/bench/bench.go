@@ -100,6 +100,7 @@ type options struct {
 	spawn               bool
 	serverFlags         stringList
 	serverLog           string
+	serverCPUs          string
 	pids                pidList
 	runs                int
 	json                bool
@@ -121,6 +122,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.spawn, "spawn", false, "start \"parley serve\" on a free port with a temporary data dir, and stop it at the end")
 	fs.Var(&o.serverFlags, "server-flag", "extra `flag` for the spawned server, e.g. --server-flag=--heartbeat=5s (repeatable)")
 	fs.StringVar(&o.serverLog, "server-log", "", "keep the spawned server's output in this file (default: a temporary file, removed)")
+	fs.StringVar(&o.serverCPUs, "server-cpus", "", "pin the spawned server to these CPUs (taskset -c `list`); pin bench itself with taskset")
 	fs.Var(&o.pids, "pid", "pid of the --url server for /proc figures, comma-separated for several nodes (summed) (default: found from the listening port)")
 	fs.IntVar(&o.runs, "runs", 1, "repeat the measurement this many times and report each run and the median")
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of a table")
@@ -336,8 +338,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("bench: give --url or --spawn, not both")
 	case o.url == "":
 		o.spawn = true
-	case len(o.serverFlags) > 0 || o.serverLog != "":
-		return errors.New("bench: --server-flag and --server-log need --spawn")
+	case len(o.serverFlags) > 0 || o.serverLog != "" || o.serverCPUs != "":
+		return errors.New("bench: --server-flag, --server-log and --server-cpus need --spawn")
 	}
 	if o.runs < 1 {
 		return errors.New("bench: --runs must be at least 1")
@@ -351,7 +353,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	env.Logf("workload %s", w.Name())
 	var target *Target
 	if o.spawn {
-		t, err := spawnServer(ctx, o.serverFlags, o.serverLog, env.Logf)
+		t, err := spawnServer(ctx, o.serverFlags, o.serverLog, o.serverCPUs, env.Logf)
 		if err != nil {
 			return err
 		}

@@ -51,7 +51,7 @@ var serverCommand = func(args []string) (*exec.Cmd, error) {
 
 // spawnServer starts `parley serve` on a free 127.0.0.1 port with a temporary
 // data dir and the settings a load test needs, and waits until it is ready.
-func spawnServer(ctx context.Context, extra []string, logPath string, logf func(string, ...any)) (*Target, error) {
+func spawnServer(ctx context.Context, extra []string, logPath, cpus string, logf func(string, ...any)) (*Target, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -77,6 +77,15 @@ func spawnServer(ctx context.Context, extra []string, logPath string, logf func(
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
+	}
+	if cpus != "" {
+		// taskset execs the server, so the pid stays the server's.
+		ts, err := exec.LookPath("taskset")
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("--server-cpus: %w", err)
+		}
+		cmd = exec.Command(ts, append([]string{"-c", cpus, cmd.Path}, cmd.Args[1:]...)...)
 	}
 	if logPath == "" {
 		logPath = filepath.Join(dir, "server.log")
