@@ -230,6 +230,9 @@ func (p *localPool) hold(u User) {
 				return
 			}
 			p.reopenFailed.Add(1)
+			if client.StatusCode(err) == http.StatusUnauthorized {
+				return // the session is gone: retrying only adds load
+			}
 			if !sleepCtx(p.ctx, backoff()) {
 				return
 			}
