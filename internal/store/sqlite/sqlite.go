@@ -91,8 +91,10 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 		write.Close()
 		return nil, err
 	}
-	read.SetMaxOpenConns(readConns + 1) // one more for Ping
-	read.SetMaxIdleConns(readConns + 1)
+	// Room for Ping and for connections being replaced; the readers
+	// channel is what bounds concurrent reads.
+	read.SetMaxOpenConns(2*readConns + 1)
+	read.SetMaxIdleConns(1)
 	ckpt, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		write.Close()
@@ -188,8 +190,10 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 		// A read transaction that cannot end (fn left rows open, say)
 		// would pin its snapshot: drop the connection instead.
 		if _, rerr := rc.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
-			rc.close()
-			rc.conn.Close()
+			// Closing waits for fn's open rows, which end with ctx:
+			// not on this goroutine. The next View opens another.
+			old := rc
+			go func() { old.close(); old.conn.Close() }()
 			rc = nil
 		}
 	}()
