@@ -2,8 +2,12 @@ package sqlite_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,5 +63,55 @@ func TestViewReturnsReadersAfterFailures(t *testing.T) {
 	})
 	if parley.ErrorCode(err) != parley.ENotFound {
 		t.Fatalf("a read after 30 failed ones: %v, want not_found", err)
+	}
+}
+
+// TestWALStaysBounded: under a steady stream of commits the WAL must start
+// over now and then. With only the background checkpoint, which rarely
+// completes between two busy commits, it grew without end.
+func TestWALStaysBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	var uid string
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		u := &parley.User{ID: parley.NewID("u"), Username: "wal", DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
+		uid = u.ID
+		return tx.CreateUser(u)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := json.RawMessage(`{"body":"` + strings.Repeat("x", 2000) + `"}`)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 400 {
+				err := db.Update(ctx, func(tx *store.Tx) error {
+					_, err := tx.Append(parley.NewEvent{UserID: uid, Type: "app.x", Data: data})
+					return err
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// 3,200 commits of a 2 KB event are ~6,400 WAL pages (~26 MiB) if the
+	// WAL never starts over; the auto-checkpoint restarts it at ~1,000.
+	fi, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 12<<20 {
+		t.Fatalf("WAL is %d MiB after 3,200 small commits: it never started over", fi.Size()>>20)
 	}
 }
