@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -99,17 +100,7 @@ func (tx *Tx) advanceHeads(users []string, byUser map[string][]int) (map[string]
 			if err != nil {
 				return nil, fmt.Errorf("advance log heads: %w", err)
 			}
-			for rows.Next() {
-				var u string
-				var id int64
-				if err := rows.Scan(&u, &id); err != nil {
-					rows.Close()
-					return nil, err
-				}
-				last[u] = id
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+			if err := scanHeads(rows, last); err != nil {
 				return nil, fmt.Errorf("advance log heads: %w", err)
 			}
 		}
@@ -240,21 +231,25 @@ func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 		if err != nil {
 			return nil, err
 		}
-		for rows.Next() {
-			var u string
-			var id int64
-			if err := rows.Scan(&u, &id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out[u] = id
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		if err := scanHeads(rows, out); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// scanHeads reads (user_id, last_id) rows into heads and closes rows.
+func scanHeads(rows *sql.Rows, heads map[string]int64) error {
+	defer rows.Close()
+	for rows.Next() {
+		var u string
+		var id int64
+		if err := rows.Scan(&u, &id); err != nil {
+			return err
+		}
+		heads[u] = id
+	}
+	return rows.Err()
 }
 
 // PruneEvents deletes events that are both older than before and not among

@@ -24,7 +24,7 @@ func BenchmarkNewFrame(b *testing.B) {
 // countSink counts offers; it stands for a stream that keeps up.
 type countSink struct{ n int }
 
-func (c *countSink) Offer(*stream.Frame) bool { c.n++; return true }
+func (c *countSink) Offer(*stream.Frame) bool   { c.n++; return true }
 func (c *countSink) Kick(string, *stream.Frame) {}
 
 // BenchmarkHubFanOut delivers one event to each of N users with one stream

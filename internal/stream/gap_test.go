@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,19 +94,7 @@ func TestPrunedDuringResume(t *testing.T) {
 			}
 			hub := stream.NewHub(stream.Limits{PerUser: 4, Buffer: 64}, nil)
 			srv := &stream.Server{Hub: hub, Log: log, Heartbeat: time.Hour, Retry: time.Second, WriteTimeout: 5 * time.Second}
-			if engine == "loop" {
-				if err := srv.Start(); err != nil {
-					t.Fatal(err)
-				}
-				defer srv.Stop()
-			}
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := srv.Serve(w, r, "u", "s"); err != nil {
-					http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				}
-			}))
-			defer ts.Close()
-			defer hub.Close()
+			ts := serveStreams(t, srv, engine)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

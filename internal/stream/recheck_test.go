@@ -3,9 +3,7 @@ package stream_test
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -24,19 +22,7 @@ func TestRecheckCatchesUnnotifiedEvents(t *testing.T) {
 			hub := stream.NewHub(stream.Limits{PerUser: 4, Buffer: 8}, nil)
 			srv := &stream.Server{Hub: hub, Log: log, Heartbeat: 200 * time.Millisecond, Recheck: true,
 				Retry: time.Second, WriteTimeout: time.Second}
-			if engine == "loop" {
-				if err := srv.Start(); err != nil {
-					t.Fatalf("start loop: %v", err)
-				}
-				defer srv.Stop()
-			}
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := srv.Serve(w, r, "u", "s"); err != nil {
-					http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				}
-			}))
-			defer ts.Close()
-			defer hub.Close()
+			ts := serveStreams(t, srv, engine)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -50,15 +36,9 @@ func TestRecheckCatchesUnnotifiedEvents(t *testing.T) {
 			ids := make(chan int64, 16)
 			go func() {
 				defer close(ids)
-				r := bufio.NewReader(res.Body)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						return
-					}
-					var id int64
-					if _, err := fmt.Sscanf(line, "id: %d", &id); err == nil {
-						ids <- id
+				for e := range readEvents(bufio.NewReader(res.Body)) {
+					if e.id > 0 {
+						ids <- e.id
 					}
 				}
 			}()

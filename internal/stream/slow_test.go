@@ -94,19 +94,7 @@ func TestSlowReaderReason(t *testing.T) {
 			metrics := &closeCounter{closed: map[string]int{}}
 			hub := stream.NewHub(stream.Limits{PerUser: 4, Buffer: 8}, nil)
 			srv := &stream.Server{Hub: hub, Log: log, Metrics: metrics, Heartbeat: time.Hour, Retry: time.Second, WriteTimeout: 300 * time.Millisecond}
-			if engine == "loop" {
-				if err := srv.Start(); err != nil {
-					t.Fatalf("start loop: %v", err)
-				}
-				defer srv.Stop()
-			}
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if err := srv.Serve(w, r, "u", "s"); err != nil {
-					http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				}
-			}))
-			defer ts.Close()
-			defer hub.Close()
+			ts := serveStreams(t, srv, engine)
 
 			slow := dialStream(t, ts.Listener.Addr().String(), 256<<10)
 			defer slow.Close()
@@ -205,4 +193,25 @@ func dialStream(t *testing.T, addr string, rcvbuf int) *net.TCPConn {
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	return conn
+}
+
+// serveStreams serves srv's stream for user "u" on a test server, on the
+// event loop when engine is "loop" and a goroutine per stream otherwise, and
+// closes hub, server and loop when the test ends.
+func serveStreams(t *testing.T, srv *stream.Server, engine string) *httptest.Server {
+	t.Helper()
+	if engine == "loop" {
+		if err := srv.Start(); err != nil {
+			t.Fatalf("start loop: %v", err)
+		}
+		t.Cleanup(srv.Stop)
+	}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := srv.Serve(w, r, "u", "s"); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(ts.Close)
+	t.Cleanup(srv.Hub.Close)
+	return ts
 }
