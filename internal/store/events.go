@@ -74,8 +74,7 @@ func (tx *Tx) advanceHeads(users []string, byUser map[string][]int) (map[string]
 		// An UPDATE … IN (…) locks rows in whatever order the plan reads
 		// them; locking first in user order keeps two writers with
 		// overlapping users from deadlocking.
-		for start := 0; start < len(users); start += headChunk {
-			part := users[start:min(start+headChunk, len(users))]
+		for part := range slices.Chunk(users, headChunk) {
 			if err := tx.lockHeads(part, l.ForUpdate()); err != nil {
 				return nil, err
 			}
@@ -88,15 +87,10 @@ func (tx *Tx) advanceHeads(users []string, byUser map[string][]int) (map[string]
 	}
 	last := make(map[string]int64, len(users))
 	for n, group := range byCount {
-		for start := 0; start < len(group); start += headChunk {
-			part := group[start:min(start+headChunk, len(group))]
-			args := make([]any, 0, len(part)+1)
-			args = append(args, n)
-			for _, u := range part {
-				args = append(args, u)
-			}
-			rows, err := tx.query(`UPDATE event_heads SET last_id = last_id + ? WHERE user_id IN (?`+
-				strings.Repeat(`, ?`, len(part)-1)+`) RETURNING user_id, last_id`, args...)
+		for part := range slices.Chunk(group, headChunk) {
+			in, args := inList(part, n)
+			rows, err := tx.query(`UPDATE event_heads SET last_id = last_id + ? WHERE user_id IN `+in+
+				` RETURNING user_id, last_id`, args...)
 			if err != nil {
 				return nil, fmt.Errorf("advance log heads: %w", err)
 			}
@@ -120,12 +114,8 @@ func (tx *Tx) advanceHeads(users []string, byUser map[string][]int) (map[string]
 }
 
 func (tx *Tx) lockHeads(users []string, forUpdate string) error {
-	args := make([]any, len(users))
-	for i, u := range users {
-		args[i] = u
-	}
-	rows, err := tx.query(`SELECT user_id FROM event_heads WHERE user_id IN (?`+
-		strings.Repeat(`, ?`, len(users)-1)+`) ORDER BY user_id`+forUpdate, args...)
+	in, args := inList(users)
+	rows, err := tx.query(`SELECT user_id FROM event_heads WHERE user_id IN `+in+` ORDER BY user_id`+forUpdate, args...)
 	if err != nil {
 		return fmt.Errorf("lock log heads: %w", err)
 	}
@@ -138,8 +128,7 @@ func (tx *Tx) lockHeads(users []string, forUpdate string) error {
 }
 
 func (tx *Tx) insertEvents(events []parley.Event, at int64) error {
-	for start := 0; start < len(events); start += rowChunk {
-		part := events[start:min(start+rowChunk, len(events))]
+	for part := range slices.Chunk(events, rowChunk) {
 		q := `INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, ?, ?, ?, ?)` +
 			strings.Repeat(`, (?, ?, ?, ?, ?)`, len(part)-1)
 		args := make([]any, 0, 5*len(part))
@@ -220,14 +209,9 @@ func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
 func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(userIDs))
 	ids := slices.DeleteFunc(slices.Clone(userIDs), impossibleKey)
-	for start := 0; start < len(ids); start += headChunk {
-		part := ids[start:min(start+headChunk, len(ids))]
-		args := make([]any, len(part))
-		for i, u := range part {
-			args[i] = u
-		}
-		rows, err := tx.query(`SELECT user_id, last_id FROM event_heads WHERE user_id IN (?`+
-			strings.Repeat(`, ?`, len(part)-1)+`)`, args...)
+	for part := range slices.Chunk(ids, headChunk) {
+		in, args := inList(part)
+		rows, err := tx.query(`SELECT user_id, last_id FROM event_heads WHERE user_id IN `+in, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -236,6 +220,17 @@ func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 		}
 	}
 	return out, nil
+}
+
+// inList returns the placeholder list "(?, ?, …)" for ids and the statement's
+// arguments: lead, then ids. ids must not be empty.
+func inList(ids []string, lead ...any) (string, []any) {
+	args := make([]any, 0, len(lead)+len(ids))
+	args = append(args, lead...)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	return "(?" + strings.Repeat(", ?", len(ids)-1) + ")", args
 }
 
 // scanHeads reads (user_id, last_id) rows into heads and closes rows.

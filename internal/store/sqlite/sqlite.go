@@ -134,8 +134,8 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 }
 
 // checkpointer copies committed WAL frames into the database file while the
-// writer goes on (a PASSIVE checkpoint never blocks it), so that the WAL
-// stays short and no commit waits for a checkpoint.
+// writer goes on (a PASSIVE checkpoint never blocks it), so that the
+// writer's own auto-checkpoint finds little left to copy.
 func (db *DB) checkpointer() {
 	defer close(db.ckptDone)
 	t := time.NewTicker(checkpointEvery)
@@ -213,8 +213,7 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 		if _, rerr := rc.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
 			// Closing waits for fn's open rows, which end with ctx:
 			// not on this goroutine. The next View opens another.
-			old := rc
-			go func() { old.close(); old.conn.Close() }()
+			go rc.close()
 			rc = nil
 		}
 	}()
@@ -237,7 +236,6 @@ func (db *DB) Close() error {
 	for range readConns {
 		if rc := <-db.readers; rc != nil {
 			rc.close()
-			rc.conn.Close()
 		}
 	}
 	return errors.Join(db.read.Close(), db.ckpt.Close(), db.write.Close())
@@ -262,7 +260,6 @@ func (db *DB) writer() {
 			}
 		}
 	}
-	defer conn.Close()
 	wc := newStmtCache(conn)
 	defer wc.close()
 	batch := make([]*request, 0, maxBatch)

@@ -29,7 +29,7 @@ func (c *stmtCache) prepare(ctx context.Context, query string) (*sql.Stmt, error
 		return s, nil
 	}
 	if len(c.stmts) >= maxStmts {
-		c.close()
+		c.reset()
 	}
 	s, err := c.conn.PrepareContext(ctx, query)
 	if err != nil {
@@ -39,11 +39,18 @@ func (c *stmtCache) prepare(ctx context.Context, query string) (*sql.Stmt, error
 	return s, nil
 }
 
-func (c *stmtCache) close() {
+// reset closes the prepared statements.
+func (c *stmtCache) reset() {
 	for q, s := range c.stmts {
 		s.Close()
 		delete(c.stmts, q)
 	}
+}
+
+// close closes the statements and then the connection.
+func (c *stmtCache) close() error {
+	c.reset()
+	return c.conn.Close()
 }
 
 func (c *stmtCache) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
