@@ -61,6 +61,8 @@ type DB struct {
 	closed   chan struct{}
 	ckptDone chan struct{}
 	commits  atomic.Uint64 // commits so far: the checkpointer skips idle ticks
+
+	savepointsFor int // batches left to run with savepoints from the start; writer only
 }
 
 type request struct {
@@ -83,10 +85,13 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	pragmas := "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + pragmas
 	// The writer's savepoints journal every page they touch first: in memory
-	// rather than a temp file. A 32 MiB page cache holds a 10,000-user fan-out
-	// without spilling dirty pages to the WAL mid-transaction (both showed as
-	// ~10 % each of a fan-out's CPU profile).
-	write, err := sql.Open("sqlite", dsn+"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32768)"+
+	// rather than a temp file. Its page cache is 8 MiB, which steady traffic
+	// fills within the first minute, so the process's memory stops growing
+	// early; with cache_spill off, a transaction that dirties more (a
+	// 10,000-user fan-out touches pages all over the events index) grows
+	// the cache for as long as it runs instead of spilling pages to the WAL
+	// mid-transaction, and the extra pages are freed when it commits.
+	write, err := sql.Open("sqlite", dsn+"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-8192)&_pragma=cache_spill(0)"+
 		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walLimit))
 	if err != nil {
 		return nil, err
@@ -302,26 +307,66 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 		finish(fmt.Errorf("begin: %w", err))
 		return
 	}
-	if len(batch) == 1 {
-		// Alone in its commit, a request needs no savepoint: its failure
-		// rolls back the whole transaction, and the savepoint's copy of
-		// every page it touches is saved.
-		if req := batch[0]; !db.run(conn, req) {
-			_, _ = conn.ExecContext(ctx, "ROLLBACK")
+	// Savepoints copy every page a request touches (a fifth of the writer's
+	// CPU in a 10,000-user fan-out), and are only needed to undo a request
+	// that fails. So a batch first runs without them; if a request fails,
+	// the transaction is rolled back and the batch runs again with one
+	// savepoint per request (fns may run more than once: Store says so).
+	// After such a failure the next batches start with savepoints, so a
+	// stream of failing requests does not make every batch run twice.
+	if len(batch) == 1 || db.savepointsFor == 0 {
+		if db.runAll(conn, batch) {
+			db.finishCommit(ctx, conn, batch, finish)
+			return
+		}
+		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		if len(batch) == 1 {
+			// Alone, the failed request was the whole transaction.
 			finish(nil)
 			return
 		}
-	} else {
+		db.savepointsFor = savepointBatches
 		for _, req := range batch {
-			if err := db.runInSavepoint(conn, req); err != nil {
-				// The savepoint could not be rolled back: the transaction
-				// is in an unknown state, so none of the batch may commit.
-				_, _ = conn.ExecContext(ctx, "ROLLBACK")
-				finish(err)
-				return
-			}
+			req.err, req.events = nil, nil
+		}
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			finish(fmt.Errorf("begin: %w", err))
+			return
+		}
+	} else {
+		db.savepointsFor--
+	}
+	for _, req := range batch {
+		if err := db.runInSavepoint(conn, req); err != nil {
+			// The savepoint could not be rolled back: the transaction
+			// is in an unknown state, so none of the batch may commit.
+			_, _ = conn.ExecContext(ctx, "ROLLBACK")
+			finish(err)
+			return
 		}
 	}
+	db.finishCommit(ctx, conn, batch, finish)
+}
+
+// savepointBatches is how many batches run with savepoints from the start
+// after one whose optimistic run failed.
+const savepointBatches = 32
+
+// runAll runs every request of the batch in the open transaction, with no
+// savepoint, and reports whether all succeeded. It stops at the first
+// failure.
+func (db *DB) runAll(conn *stmtCache, batch []*request) bool {
+	for _, req := range batch {
+		if !db.run(conn, req) {
+			return false
+		}
+	}
+	return true
+}
+
+// finishCommit commits the open transaction and hands its events to the
+// hook before answering the batch.
+func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*request, finish func(error)) {
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		_, _ = conn.ExecContext(ctx, "ROLLBACK")
 		finish(fmt.Errorf("commit: %w", err))
