@@ -24,8 +24,8 @@ func BenchmarkNewFrame(b *testing.B) {
 // countSink counts offers; it stands for a stream that keeps up.
 type countSink struct{ n int }
 
-func (c *countSink) Offer(*stream.Frame) bool   { c.n++; return true }
-func (c *countSink) Kick(string, *stream.Frame) {}
+func (c *countSink) Offer(fs []*stream.Frame) bool { c.n += len(fs); return true }
+func (c *countSink) Kick(string, *stream.Frame)    {}
 
 // BenchmarkHubFanOut delivers one event to each of N users with one stream
 // each (publish API with N user_ids): the hub's part of a fan-out.

@@ -413,29 +413,50 @@ func refuse(nc net.Conn, e *parley.Error) {
 	_, _ = io.WriteString(nc, resp)
 }
 
-// Offer implements Sink.
-func (e *econn) Offer(f *Frame) bool {
+// Offer implements Sink. However many frames come, the stream is scheduled
+// once, so they leave in one write.
+func (e *econn) Offer(fs []*Frame) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed || e.closing != "" {
 		return true
 	}
+	queued := false
+	for _, f := range fs {
+		if e.take(f) {
+			queued = true
+			e.live++
+		}
+	}
+	if !queued {
+		return true
+	}
+	if e.live > e.l.s.Hub.limits.Buffer {
+		return false
+	}
+	e.schedule()
+	return true
+}
+
+// take queues f for the socket if it is the stream's next frame, and
+// reports whether it did; e.mu is held.
+func (e *econn) take(f *Frame) bool {
 	id := f.Event.ID
 	switch {
 	case f.poke:
 		if id > e.cursor {
 			e.wantCatchUp()
 		}
-		return true
+		return false
 	case id == 0:
 		e.append(f.wire)
 	case e.catching:
 		if id > e.cursor {
 			e.dirty = true
 		}
-		return true
+		return false
 	case id <= e.cursor:
-		return true
+		return false
 	case id == e.cursor+1:
 		e.append(f.wire)
 		e.cursor = id
@@ -447,13 +468,8 @@ func (e *econn) Offer(f *Frame) bool {
 		// A gap: an earlier event's notification is late or lost. The log
 		// has it.
 		e.wantCatchUp()
-		return true
-	}
-	e.live++
-	if e.live > e.l.s.Hub.limits.Buffer {
 		return false
 	}
-	e.schedule()
 	return true
 }
 

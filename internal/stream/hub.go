@@ -4,9 +4,12 @@
 package stream
 
 import (
+	"cmp"
 	"hash/maphash"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,8 +59,10 @@ const (
 // Sink receives a stream's live frames. The hub calls it with the user's
 // shard locked, so neither method may block or call back into the hub.
 type Sink interface {
-	// Offer queues f, or reports false when the stream is too far behind.
-	Offer(f *Frame) bool
+	// Offer queues fs, frames of the sink's user in order, or reports false
+	// when the stream is too far behind. A commit's frames for one user
+	// come in one call, so that the stream can send them in one write.
+	Offer(fs []*Frame) bool
 	// Kick asks the stream to end, after sending farewell if not nil.
 	Kick(reason string, farewell *Frame)
 }
@@ -84,13 +89,15 @@ func newChanSink(size int) *chanSink {
 	return &chanSink{ch: make(chan *Frame, size), kicked: make(chan struct{})}
 }
 
-func (c *chanSink) Offer(f *Frame) bool {
-	select {
-	case c.ch <- f:
-		return true
-	default:
-		return false
+func (c *chanSink) Offer(fs []*Frame) bool {
+	for _, f := range fs {
+		select {
+		case c.ch <- f:
+		default:
+			return false
+		}
 	}
+	return true
 }
 
 func (c *chanSink) Kick(reason string, farewell *Frame) {
@@ -252,9 +259,29 @@ func (h *Hub) Unsubscribe(s *Sub) {
 // Publish hands each event to the open streams of its user. A stream whose
 // queue is full is kicked as too slow instead of being waited for, so one slow
 // reader never delays the others; it resumes from its last id.
+//
+// events are a commit's, in log order per user. A group commit holds several
+// publishes; each user's share goes to its streams in one offer, so that a
+// stream writes it at once rather than once per publish.
 func (h *Hub) Publish(events []parley.Event) {
+	frames := make([]*Frame, len(events))
 	for i := range events {
-		h.deliver(NewFrame(events[i]))
+		frames[i] = NewFrame(events[i])
+	}
+	byUser := func(a, b *Frame) int {
+		return cmp.Or(strings.Compare(a.Event.UserID, b.Event.UserID), cmp.Compare(a.Event.ID, b.Event.ID))
+	}
+	// One publish's events are in user order already.
+	if !slices.IsSortedFunc(frames, byUser) {
+		slices.SortFunc(frames, byUser)
+	}
+	for i := 0; i < len(frames); {
+		j := i + 1
+		for j < len(frames) && frames[j].Event.UserID == frames[i].Event.UserID {
+			j++
+		}
+		h.deliver(frames[i:j:j])
+		i = j
 	}
 }
 
@@ -271,19 +298,21 @@ func (h *Hub) Ephemeral(typ string, data []byte, userIDs ...string) {
 // another node relayed.
 func (h *Hub) EphemeralLocal(typ string, data []byte, userIDs ...string) {
 	for _, u := range userIDs {
-		h.deliver(NewFrame(parley.Event{UserID: u, Type: typ, Data: data}))
+		h.deliver([]*Frame{NewFrame(parley.Event{UserID: u, Type: typ, Data: data})})
 	}
 }
 
-func (h *Hub) deliver(f *Frame) {
-	sh := h.shard(f.Event.UserID)
+// deliver offers fs, frames of one user, to that user's subs.
+func (h *Hub) deliver(fs []*Frame) {
+	u := fs[0].Event.UserID
+	sh := h.shard(u)
 	sh.mu.Lock()
-	for _, s := range sh.users[f.Event.UserID] {
-		if s.waiter && f.Event.ID == 0 {
+	for _, s := range sh.users[u] {
+		if s.waiter && fs[len(fs)-1].Event.ID == 0 {
 			continue // polls only return durable events
 		}
 		// A waiter that is full already has its wake-up queued.
-		if !s.sink.Offer(f) && !s.waiter {
+		if !s.sink.Offer(fs) && !s.waiter {
 			s.sink.Kick(ReasonSlow, nil)
 		}
 	}
@@ -294,7 +323,7 @@ func (h *Hub) deliver(f *Frame) {
 // to lastID, for events committed elsewhere (another node) whose contents
 // this node has not seen. Streams already past lastID ignore it.
 func (h *Hub) Notify(userID string, lastID int64) {
-	h.deliver(&Frame{Event: parley.Event{UserID: userID, ID: lastID}, poke: true})
+	h.deliver([]*Frame{{Event: parley.Event{UserID: userID, ID: lastID}, poke: true}})
 }
 
 // HasStreams reports whether the user has an open stream on this node.

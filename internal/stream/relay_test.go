@@ -11,13 +11,15 @@ import (
 type recSink struct {
 	mu     sync.Mutex
 	frames []*stream.Frame
+	offers int
 	kicked string
 }
 
-func (r *recSink) Offer(f *stream.Frame) bool {
+func (r *recSink) Offer(fs []*stream.Frame) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.frames = append(r.frames, f)
+	r.frames = append(r.frames, fs...)
+	r.offers++
 	return true
 }
 
