@@ -309,6 +309,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "worker":
 		return runWorker(ctx, os.Stdin, stdout)
+	case "probe":
+		return runProbe(ctx, os.Stdin, stdout)
 	}
 	registryMu.Lock()
 	newW, ok := registry[args[0]]

@@ -17,9 +17,16 @@ import (
 	"github.com/parley-chat/parley/internal/servertest"
 )
 
-// TestMain doubles as the worker process: workers are this test binary run
-// again with PARLEY_BENCH_TEST_WORKER set.
+// TestMain doubles as the worker and probe processes: they are this test
+// binary run again with PARLEY_BENCH_TEST_WORKER or PARLEY_BENCH_TEST_PROBE set.
 func TestMain(m *testing.M) {
+	if os.Getenv("PARLEY_BENCH_TEST_PROBE") == "1" {
+		if err := runProbe(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "probe:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv("PARLEY_BENCH_TEST_WORKER") == "1" {
 		if err := runWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "worker:", err)
@@ -30,6 +37,11 @@ func TestMain(m *testing.M) {
 	workerCommand = func() (*exec.Cmd, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "PARLEY_BENCH_TEST_WORKER=1")
+		return cmd, nil
+	}
+	probeCommand = func() (*exec.Cmd, error) {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "PARLEY_BENCH_TEST_PROBE=1")
 		return cmd, nil
 	}
 	os.Exit(m.Run())
@@ -270,6 +282,19 @@ func TestLatency(t *testing.T) {
 			t.Errorf("percentiles out of order: %v", m)
 		}
 	}
+}
+
+// The storm's catch-up is checked event by event, and /healthz is sampled
+// from a separate probe process (this test binary again) both ways.
+func TestStorm(t *testing.T) {
+	n := servertest.Start(t)
+	res := runBench(t, "storm", "--url", n.URL, "--api-key", servertest.APIKey,
+		"--streams", "20", "--missed", "3", "--batch", "7", "--probe", "2ms")
+	expect(t, res, map[string]float64{
+		"caught_up": 20, "events_expected": 60, "events_received": 60, "dups": 0, "gaps": 0,
+		"healthz_errors": 0, "healthz_keepalive_errors": 0,
+		"healthz_p50>": 0, "healthz_keepalive_p50>": 0,
+	})
 }
 
 func TestThroughputWithRuns(t *testing.T) {

@@ -20,7 +20,8 @@ func init() { register(func() Workload { return &storm{} }) }
 // user gets --missed durable events while it is away, and then every stream
 // reconnects at once with Last-Event-ID. It reports how long until every
 // stream has caught up, checks that each missed event arrived exactly once,
-// and samples GET /healthz throughout the reconnection.
+// and samples GET /healthz throughout the reconnection, from a separate
+// probe process.
 //
 // The streams are held in this process (a storm is about one wave of
 // reconnections, which one process can hold up to its open-files limit).
@@ -150,33 +151,10 @@ func (w *storm) Run(ctx context.Context, env *Env) (*Result, error) {
 	// Phase 4: the storm. Every stream reconnects at once (bounded by
 	// --concurrency dials in flight) while /healthz is probed.
 	env.Logf("reconnecting %d streams with Last-Event-ID", len(ss))
-	var health Hist
-	var healthErr atomic.Int64
-	probeCtx, stopProbe := context.WithCancel(ctx)
-	probeDone := make(chan struct{})
-	go func() {
-		defer close(probeDone)
-		hc := &http.Client{Timeout: 5 * time.Second}
-		t := time.NewTicker(w.probe)
-		defer t.Stop()
-		for {
-			select {
-			case <-probeCtx.Done():
-				return
-			case <-t.C:
-			}
-			t0 := time.Now()
-			resp, err := hc.Get(env.Target.URL + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-			}
-			if err != nil || resp.StatusCode != http.StatusOK {
-				healthErr.Add(1)
-				continue
-			}
-			health.Record(time.Since(t0))
-		}
-	}()
+	probe, err := startProbe(env.Target.URL, w.probe, env.Stderr)
+	if err != nil {
+		return nil, err
+	}
 	dctx, cancelStorm := context.WithTimeout(ctx, w.deadline)
 	defer cancelStorm()
 	var caught, reopenFail atomic.Int64
@@ -237,8 +215,10 @@ func (w *storm) Run(ctx context.Context, env *Env) (*Result, error) {
 	case <-dctx.Done():
 	}
 	elapsed := time.Since(start)
-	stopProbe()
-	<-probeDone
+	health, err := probe.stop(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cancelStorm()
 	readers.Wait()
 
@@ -260,11 +240,20 @@ func (w *storm) Run(ctx context.Context, env *Env) (*Result, error) {
 	r.Add("dups", "events", float64(dups))
 	r.Add("gaps", "ids", float64(gaps))
 	r.Add("reconnect_failures", "attempts", float64(reopenFail.Load()))
-	r.Add("healthz_samples", "requests", float64(health.Count()))
-	r.Add("healthz_p50", "ms", ms(health.Quantile(0.5)))
-	r.Add("healthz_p99", "ms", ms(health.Quantile(0.99)))
-	r.Add("healthz_max", "ms", ms(health.Max()))
-	r.Add("healthz_errors", "requests", float64(healthErr.Load()))
+	// Probed from a process of its own (probe.go): a new connection per
+	// request, then one kept-alive connection.
+	r.Add("healthz_samples", "requests", float64(health.Dial.Count()))
+	r.Add("healthz_p50", "ms", ms(health.Dial.Quantile(0.5)))
+	r.Add("healthz_p99", "ms", ms(health.Dial.Quantile(0.99)))
+	r.Add("healthz_max", "ms", ms(health.Dial.Max()))
+	r.Add("healthz_errors", "requests", float64(health.DialErrors))
+	r.Add("healthz_keepalive_p50", "ms", ms(health.Kept.Quantile(0.5)))
+	r.Add("healthz_keepalive_p99", "ms", ms(health.Kept.Quantile(0.99)))
+	r.Add("healthz_keepalive_max", "ms", ms(health.Kept.Max()))
+	r.Add("healthz_keepalive_errors", "requests", float64(health.KeptErrors))
+	if health.FirstFailure != "" {
+		r.Notef("first failed /healthz probe: %s", health.FirstFailure)
+	}
 	if caught.Load() < int64(len(ss)) {
 		r.Notef("%d streams had not caught up after --deadline %v", int64(len(ss))-caught.Load(), w.deadline)
 	}
