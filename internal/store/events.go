@@ -36,7 +36,11 @@ func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
 	}
 	slices.Sort(users)
 
-	last, err := tx.advanceHeads(users, byUser)
+	reserve := tx.advanceHeads
+	if tx.heads != nil {
+		reserve = tx.reserveCached
+	}
+	last, err := reserve(users, byUser)
 	if err != nil {
 		return nil, err
 	}
@@ -102,15 +106,54 @@ func (tx *Tx) advanceHeads(users []string, byUser map[string][]int) (map[string]
 	if len(last) != len(users) {
 		// Every user has a head row, so the heads not moved name the
 		// users who do not exist; none of the batch is written.
-		var missing []string
-		for _, u := range users {
-			if _, ok := last[u]; !ok && len(missing) < 5 {
-				missing = append(missing, u)
-			}
-		}
-		return nil, parley.Errorf(parley.ENotFound, "unknown users: %s", strings.Join(missing, ", "))
+		return nil, unknownUsers(users, last)
 	}
 	return last, nil
+}
+
+// reserveCached is advanceHeads for a writer with a HeadCache: heads come
+// from the cache (read once per user into it) and move only there.
+func (tx *Tx) reserveCached(users []string, byUser map[string][]int) (map[string]int64, error) {
+	h := tx.heads
+	var missing []string
+	for _, u := range users {
+		if _, ok := h.get(u); !ok {
+			missing = append(missing, u)
+		}
+	}
+	if len(missing) > 0 {
+		// No request of this transaction has appended to these users,
+		// so what the log holds is their committed head.
+		loaded, err := tx.LogHeads(missing)
+		if err != nil {
+			return nil, fmt.Errorf("read log heads: %w", err)
+		}
+		if len(loaded) != len(missing) {
+			return nil, unknownUsers(missing, loaded)
+		}
+		for u, id := range loaded {
+			h.committed[u] = id
+		}
+	}
+	last := make(map[string]int64, len(users))
+	for _, u := range users {
+		id, _ := h.get(u)
+		last[u] = id + int64(len(byUser[u]))
+		h.req[u] = last[u]
+	}
+	return last, nil
+}
+
+// unknownUsers is the error for an append to users of whom some have no
+// head: up to five of those are named.
+func unknownUsers(users []string, heads map[string]int64) error {
+	var missing []string
+	for _, u := range users {
+		if _, ok := heads[u]; !ok && len(missing) < 5 {
+			missing = append(missing, u)
+		}
+	}
+	return parley.Errorf(parley.ENotFound, "unknown users: %s", strings.Join(missing, ", "))
 }
 
 func (tx *Tx) lockHeads(users []string, forUpdate string) error {
@@ -188,15 +231,20 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 // LogBounds returns the oldest retained id and the newest id of the user's log.
 // An empty log has first = last+1.
 func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
-	// One statement: a stream's opening runs it for every reconnect.
-	var oldest *int64
-	err = tx.queryRow(`SELECT h.last_id, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id)
-		FROM event_heads h WHERE h.user_id = ?`, userID).Scan(&last, &oldest)
+	// One statement: a stream's opening runs it for every reconnect. The
+	// head is the larger of the head row and the newest event (HeadCache).
+	var oldest, newest *int64
+	err = tx.queryRow(`SELECT h.last_id, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id),
+		(SELECT MAX(e.id) FROM events e WHERE e.user_id = h.user_id)
+		FROM event_heads h WHERE h.user_id = ?`, userID).Scan(&last, &oldest, &newest)
 	if isNoRows(err) {
 		return 0, 0, parley.NotFound
 	}
 	if err != nil {
 		return 0, 0, err
+	}
+	if newest != nil {
+		last = max(last, *newest)
 	}
 	if oldest == nil {
 		return last + 1, last, nil
@@ -211,11 +259,28 @@ func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 	ids := slices.DeleteFunc(slices.Clone(userIDs), impossibleKey)
 	for part := range slices.Chunk(ids, headChunk) {
 		in, args := inList(part)
-		rows, err := tx.query(`SELECT user_id, last_id FROM event_heads WHERE user_id IN `+in, args...)
+		rows, err := tx.query(`SELECT h.user_id, h.last_id, (SELECT MAX(e.id) FROM events e WHERE e.user_id = h.user_id)
+			FROM event_heads h WHERE h.user_id IN `+in, args...)
 		if err != nil {
 			return nil, err
 		}
-		if err := scanHeads(rows, out); err != nil {
+		err = func() error {
+			defer rows.Close()
+			for rows.Next() {
+				var u string
+				var id int64
+				var newest *int64
+				if err := rows.Scan(&u, &id, &newest); err != nil {
+					return err
+				}
+				if newest != nil {
+					id = max(id, *newest)
+				}
+				out[u] = id
+			}
+			return rows.Err()
+		}()
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -250,6 +315,14 @@ func scanHeads(rows *sql.Rows, heads map[string]int64) error {
 // PruneEvents deletes events that are both older than before and not among
 // the newest keep of their user, so that whichever bound keeps more wins.
 func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {
+	if tx.heads != nil {
+		// The head rows lag behind a HeadCache; an emptied log must still
+		// know its head, so bring them up to date first.
+		if _, err := tx.exec(`UPDATE event_heads SET last_id = (SELECT MAX(e.id) FROM events e WHERE e.user_id = event_heads.user_id)
+			WHERE last_id < (SELECT MAX(e.id) FROM events e WHERE e.user_id = event_heads.user_id)`); err != nil {
+			return 0, fmt.Errorf("update log heads: %w", err)
+		}
+	}
 	res, err := tx.exec(`DELETE FROM events WHERE created_at < ?
 		AND id <= (SELECT h.last_id FROM event_heads h WHERE h.user_id = events.user_id) - ?`,
 		Micros(before), keep)

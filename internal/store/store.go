@@ -69,12 +69,19 @@ type Tx struct {
 	ctx      context.Context
 	q        Querier
 	d        Dialect
+	heads    *HeadCache
 	appended []parley.Event
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.
 func NewTx(ctx context.Context, q Querier, d Dialect) *Tx {
 	return &Tx{ctx: ctx, q: q, d: d}
+}
+
+// NewWriteTx is NewTx for the single writer of a back end that keeps its log
+// heads in h instead of moving head rows on each append.
+func NewWriteTx(ctx context.Context, q Querier, d Dialect, h *HeadCache) *Tx {
+	return &Tx{ctx: ctx, q: q, d: d, heads: h}
 }
 
 // Appended returns the events appended in this transaction, in order.

@@ -62,7 +62,9 @@ type DB struct {
 	ckptDone chan struct{}
 	commits  atomic.Uint64 // commits so far: the checkpointer skips idle ticks
 
-	savepointsFor int // batches left to run with savepoints from the start; writer only
+	// Writer only:
+	heads         *store.HeadCache // log heads: appends write no head rows
+	savepointsFor int              // batches left to run with savepoints from the start
 }
 
 type request struct {
@@ -125,6 +127,7 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 		readers:  make(chan *stmtCache, readConns),
 		ckpt:     ckpt,
 		hook:     hook,
+		heads:    store.NewHeadCache(),
 		reqs:     make(chan *request, maxBatch),
 		done:     make(chan struct{}),
 		closed:   make(chan struct{}),
@@ -294,6 +297,12 @@ func (db *DB) writer() {
 	}
 }
 
+// rollback ends the open transaction without committing it.
+func (db *DB) rollback(ctx context.Context, conn *stmtCache) {
+	_, _ = conn.ExecContext(ctx, "ROLLBACK")
+	db.heads.EndTransaction(false)
+}
+
 func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 	finish := func(err error) {
 		for _, req := range batch {
@@ -319,7 +328,7 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 			db.finishCommit(ctx, conn, batch, finish)
 			return
 		}
-		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		db.rollback(ctx, conn)
 		if len(batch) == 1 {
 			// Alone, the failed request was the whole transaction.
 			finish(nil)
@@ -340,7 +349,7 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 		if err := db.runInSavepoint(conn, req); err != nil {
 			// The savepoint could not be rolled back: the transaction
 			// is in an unknown state, so none of the batch may commit.
-			_, _ = conn.ExecContext(ctx, "ROLLBACK")
+			db.rollback(ctx, conn)
 			finish(err)
 			return
 		}
@@ -368,10 +377,11 @@ func (db *DB) runAll(conn *stmtCache, batch []*request) bool {
 // hook before answering the batch.
 func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*request, finish func(error)) {
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		db.rollback(ctx, conn)
 		finish(fmt.Errorf("commit: %w", err))
 		return
 	}
+	db.heads.EndTransaction(true)
 	db.commits.Add(1)
 	if db.hook != nil {
 		var all []parley.Event
@@ -388,7 +398,7 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 // run runs the request's function on conn, keeping its error in req.err and,
 // on success, its events in req.events. It reports success.
 func (db *DB) run(conn *stmtCache, req *request) bool {
-	tx := store.NewTx(req.ctx, conn, dialect{})
+	tx := store.NewWriteTx(req.ctx, conn, dialect{}, db.heads)
 	req.err = func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -397,6 +407,7 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 		}()
 		return req.fn(tx)
 	}()
+	db.heads.EndRequest(req.err == nil)
 	if req.err != nil {
 		return false
 	}

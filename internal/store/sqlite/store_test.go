@@ -115,3 +115,69 @@ func TestWALStaysBounded(t *testing.T) {
 		t.Fatalf("WAL is %d MiB after 3,200 small commits: it never started over", fi.Size()>>20)
 	}
 }
+
+// TestHeadsAcrossPruneAndReopen: appends move no head row (HeadCache), so
+// an emptied log's head comes from the row that pruning brought up to date;
+// after a restart, ids go on from there.
+func TestHeadsAcrossPruneAndReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	ctx := context.Background()
+	open := func() *sqlite.DB {
+		db, err := sqlite.Open(ctx, path, nil)
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		return db
+	}
+	appendOne := func(db *sqlite.DB, user string) int64 {
+		var got []parley.Event
+		err := db.Update(ctx, func(tx *store.Tx) (err error) {
+			got, err = tx.Append(ev(user, "x"))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0].ID
+	}
+	db := open()
+	users := mustCreateUsers(t, db, 2)
+	for range 3 {
+		for _, u := range users {
+			appendOne(db, u)
+		}
+	}
+	err := db.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.PruneEvents(time.Now().Add(time.Hour), 0) // empties both logs
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = open()
+	defer db.Close()
+	err = db.View(ctx, func(tx *store.Tx) error {
+		for _, u := range users {
+			first, last, err := tx.LogBounds(u)
+			if err != nil {
+				return err
+			}
+			if first != 4 || last != 3 {
+				t.Errorf("bounds after prune and reopen = (%d, %d), want (4, 3)", first, last)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if id := appendOne(db, u); id != 4 {
+			t.Errorf("first id after reopen = %d, want 4", id)
+		}
+	}
+}
