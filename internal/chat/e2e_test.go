@@ -298,6 +298,17 @@ func TestEndToEndConcurrentReconnects(t *testing.T) {
 			t.Fatalf("after reading: %+v", c)
 		}
 	}
+	// On a fast run everything may arrive before each stream was cut a few
+	// times; keep them cutting and resuming (nothing new arrives, and
+	// nothing may arrive twice) until they have.
+	eventually(t, 10*time.Second, "three reconnects on every device", func() bool {
+		for _, d := range devices {
+			if _, _, rc, _ := d.snapshot(); rc < 3 {
+				return false
+			}
+		}
+		return true
+	})
 	stop()
 	wg.Wait()
 
