@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"os/exec"
@@ -20,30 +21,28 @@ import (
 // TestMain doubles as the worker and probe processes: they are this test
 // binary run again with PARLEY_BENCH_TEST_WORKER or PARLEY_BENCH_TEST_PROBE set.
 func TestMain(m *testing.M) {
-	if os.Getenv("PARLEY_BENCH_TEST_PROBE") == "1" {
-		if err := runProbe(context.Background(), os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "probe:", err)
-			os.Exit(1)
+	children := map[string]func(context.Context, io.Reader, io.Writer) error{
+		"PARLEY_BENCH_TEST_WORKER": runWorker,
+		"PARLEY_BENCH_TEST_PROBE":  runProbe,
+	}
+	for env, run := range children {
+		if os.Getenv(env) == "1" {
+			if err := run(context.Background(), os.Stdin, os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, env, err)
+				os.Exit(1)
+			}
+			os.Exit(0)
 		}
-		os.Exit(0)
 	}
-	if os.Getenv("PARLEY_BENCH_TEST_WORKER") == "1" {
-		if err := runWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, "worker:", err)
-			os.Exit(1)
+	child := func(env string) func() (*exec.Cmd, error) {
+		return func() (*exec.Cmd, error) {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), env+"=1")
+			return cmd, nil
 		}
-		os.Exit(0)
 	}
-	workerCommand = func() (*exec.Cmd, error) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PARLEY_BENCH_TEST_WORKER=1")
-		return cmd, nil
-	}
-	probeCommand = func() (*exec.Cmd, error) {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PARLEY_BENCH_TEST_PROBE=1")
-		return cmd, nil
-	}
+	workerCommand = child("PARLEY_BENCH_TEST_WORKER")
+	probeCommand = child("PARLEY_BENCH_TEST_PROBE")
 	os.Exit(m.Run())
 }
 

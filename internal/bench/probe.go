@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -48,13 +46,7 @@ type probeResult struct {
 }
 
 // probeCommand builds the command of a probe process; tests replace it.
-var probeCommand = func() (*exec.Cmd, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	return exec.Command(exe, "bench", "probe"), nil
-}
+var probeCommand = benchCommand("probe")
 
 // runProbe is the probe side.
 func runProbe(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
@@ -144,21 +136,8 @@ type probeProc struct {
 
 // startProbe starts a probe process sampling base's /healthz every interval.
 func startProbe(base string, interval time.Duration, stderr io.Writer) (*probeProc, error) {
-	cmd, err := probeCommand()
+	cmd, stdin, stdout, err := startChild(probeCommand, stderr)
 	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start probe: %w", err)
 	}
 	p := &probeProc{cmd: cmd, stdin: stdin, result: make(chan probeResult, 1)}

@@ -32,12 +32,17 @@ type workerMsg struct {
 }
 
 // workerCommand builds the command of a worker process; tests replace it.
-var workerCommand = func() (*exec.Cmd, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
+var workerCommand = benchCommand("worker")
+
+// benchCommand returns a builder of the command `<this executable> bench sub`.
+func benchCommand(sub string) func() (*exec.Cmd, error) {
+	return func() (*exec.Cmd, error) {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		return exec.Command(exe, "bench", sub), nil
 	}
-	return exec.Command(exe, "bench", "worker"), nil
 }
 
 // runWorker is the worker side: it serves one pool over stdin and stdout.
@@ -119,23 +124,33 @@ type workerPool struct {
 	finalErr error
 }
 
-// startWorker starts a worker process holding the streams of spec.
-func startWorker(spec poolSpec, stderr io.Writer) (*workerPool, error) {
-	cmd, err := workerCommand()
+// startChild starts a helper process of this executable (a worker, a
+// probe) that dies with its parent, with pipes to its stdin and stdout.
+func startChild(command func() (*exec.Cmd, error), stderr io.Writer) (*exec.Cmd, io.WriteCloser, io.Reader, error) {
+	cmd, err := command()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	return cmd, stdin, stdout, nil
+}
+
+// startWorker starts a worker process holding the streams of spec.
+func startWorker(spec poolSpec, stderr io.Writer) (*workerPool, error) {
+	cmd, stdin, stdout, err := startChild(workerCommand, stderr)
+	if err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
 	w := &workerPool{cmd: cmd, stdin: stdin, openedCh: make(chan poolStats, 1),
