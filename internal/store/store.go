@@ -4,7 +4,8 @@
 // Every change and the events it causes are written in one transaction, so an
 // event exists if and only if its change does. The back ends differ only in how
 // they open the database, run transactions (SQLite batches them into group
-// commits, PostgreSQL retries deadlocks) and recognise a unique violation.
+// commits and keeps log heads in memory, PostgreSQL retries deadlocks) and
+// recognise a unique violation.
 package store
 
 import (
