@@ -228,23 +228,22 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 	return out, rows.Err()
 }
 
+// headOf is a user's head, in SQL, for their head row h: the newest event id
+// where it is past h.last_id (a HeadCache moved it), else h.last_id.
+const headOf = `COALESCE((SELECT MAX(e.id) FROM events e WHERE e.user_id = h.user_id AND e.id > h.last_id), h.last_id)`
+
 // LogBounds returns the oldest retained id and the newest id of the user's log.
 // An empty log has first = last+1.
 func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
-	// One statement: a stream's opening runs it for every reconnect. The
-	// head is the larger of the head row and the newest event (HeadCache).
-	var oldest, newest *int64
-	err = tx.queryRow(`SELECT h.last_id, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id),
-		(SELECT MAX(e.id) FROM events e WHERE e.user_id = h.user_id)
-		FROM event_heads h WHERE h.user_id = ?`, userID).Scan(&last, &oldest, &newest)
+	// One statement: a stream's opening runs it for every reconnect.
+	var oldest *int64
+	err = tx.queryRow(`SELECT `+headOf+`, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id)
+		FROM event_heads h WHERE h.user_id = ?`, userID).Scan(&last, &oldest)
 	if isNoRows(err) {
 		return 0, 0, parley.NotFound
 	}
 	if err != nil {
 		return 0, 0, err
-	}
-	if newest != nil {
-		last = max(last, *newest)
 	}
 	if oldest == nil {
 		return last + 1, last, nil
@@ -259,28 +258,11 @@ func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 	ids := slices.DeleteFunc(slices.Clone(userIDs), impossibleKey)
 	for part := range slices.Chunk(ids, headChunk) {
 		in, args := inList(part)
-		rows, err := tx.query(`SELECT h.user_id, h.last_id, (SELECT MAX(e.id) FROM events e WHERE e.user_id = h.user_id)
-			FROM event_heads h WHERE h.user_id IN `+in, args...)
+		rows, err := tx.query(`SELECT h.user_id, `+headOf+` FROM event_heads h WHERE h.user_id IN `+in, args...)
 		if err != nil {
 			return nil, err
 		}
-		err = func() error {
-			defer rows.Close()
-			for rows.Next() {
-				var u string
-				var id int64
-				var newest *int64
-				if err := rows.Scan(&u, &id, &newest); err != nil {
-					return err
-				}
-				if newest != nil {
-					id = max(id, *newest)
-				}
-				out[u] = id
-			}
-			return rows.Err()
-		}()
-		if err != nil {
+		if err := scanHeads(rows, out); err != nil {
 			return nil, err
 		}
 	}
