@@ -284,17 +284,26 @@ func (e *Env) CollectGarbage(ctx context.Context) bool {
 func (e *Env) collectGarbage(ctx context.Context, base string) bool {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/debug/pprof/heap?gc=1", nil)
+	return getOK(ctx, e.hc, base+"/debug/pprof/heap?gc=1") == nil
+}
+
+// getOK GETs url and fails unless the answer is 200. It reads the body to
+// the end, so that a kept-alive connection is reused.
+func getOK(ctx context.Context, hc *http.Client, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false
+		return err
 	}
-	resp, err := e.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return false
+		return err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode == http.StatusOK
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
 }
 
 // Main runs `parley bench <args>`.

@@ -76,7 +76,7 @@ func runProbe(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 		defer t.Stop()
 		for {
 			t0 := time.Now()
-			if err := getOK(hc, spec.URL+"/healthz"); err != nil {
+			if err := getOK(ctx, hc, spec.URL+"/healthz"); err != nil {
 				if ctx.Err() == nil {
 					errs.Add(1)
 					fail(err)
@@ -96,7 +96,7 @@ func runProbe(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	// Warm up (the kept connection is opened here), then tell the parent
 	// that sampling starts: the workload waits for it.
 	for _, hc := range []*http.Client{dial, kept} {
-		if err := getOK(hc, spec.URL+"/healthz"); err != nil {
+		if err := getOK(ctx, hc, spec.URL+"/healthz"); err != nil {
 			return fmt.Errorf("probe: %w", err)
 		}
 	}
@@ -110,21 +110,6 @@ func runProbe(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	wg.Wait()
 	res.DialErrors, res.KeptErrors = dialErr.Load(), keptErr.Load()
 	return enc.Encode(res)
-}
-
-// getOK fetches url and reads the body to the end, so that a kept-alive
-// connection is reused.
-func getOK(hc *http.Client, url string) error {
-	resp, err := hc.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // probeProc is the parent's handle on a probe process.

@@ -122,11 +122,8 @@ func spawnServer(ctx context.Context, extra []string, logPath, cpus string, logf
 			return nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
-		if resp, err := hc.Get(t.URL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return t, nil
-			}
+		if getOK(ctx, hc, t.URL+"/readyz") == nil {
+			return t, nil
 		}
 		if time.Now().After(deadline) {
 			tail := t.logTail(2000)
