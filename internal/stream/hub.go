@@ -308,8 +308,8 @@ func (h *Hub) deliver(fs []*Frame) {
 	sh := h.shard(u)
 	sh.mu.Lock()
 	for _, s := range sh.users[u] {
-		if s.waiter && fs[len(fs)-1].Event.ID == 0 {
-			continue // polls only return durable events
+		if s.waiter && fs[0].Event.ID == 0 {
+			continue // polls only return durable events (an ephemeral frame comes alone)
 		}
 		// A waiter that is full already has its wake-up queued.
 		if !s.sink.Offer(fs) && !s.waiter {

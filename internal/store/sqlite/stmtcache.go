@@ -5,16 +5,17 @@ import (
 	"database/sql"
 )
 
-// maxStmts bounds the writer's prepared statements. Queries with IN lists
+// maxStmts bounds a connection's prepared statements. Queries with IN lists
 // come in many shapes; when the cache is full it starts over rather than
 // track use, since the shapes that matter (full fan-out chunks, the chat
 // statements) come back at once.
 const maxStmts = 512
 
-// stmtCache runs the writer's statements prepared once per connection.
-// Parsing a fan-out's 200-row INSERT and 500-user UPDATE again for every
-// chunk cost ~8 % of a fan-out's CPU profile. Not safe for concurrent use:
-// only the writer goroutine runs it.
+// stmtCache runs a connection's statements prepared once. Parsing a
+// fan-out's 200-row INSERT and 500-user UPDATE again for every chunk cost
+// ~8 % of a fan-out's CPU profile, and the log reads a fifth of a reconnect
+// storm's. Not safe for concurrent use: the writer goroutine owns its cache,
+// and a reader's belongs to the one View holding that connection.
 type stmtCache struct {
 	conn  *sql.Conn
 	stmts map[string]*sql.Stmt
