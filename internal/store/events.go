@@ -300,8 +300,8 @@ func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {
 	if tx.heads != nil {
 		// The head rows lag behind a HeadCache; an emptied log must still
 		// know its head, so bring them up to date first.
-		if _, err := tx.exec(`UPDATE event_heads SET last_id = (SELECT MAX(e.id) FROM events e WHERE e.user_id = event_heads.user_id)
-			WHERE last_id < (SELECT MAX(e.id) FROM events e WHERE e.user_id = event_heads.user_id)`); err != nil {
+		if _, err := tx.exec(`UPDATE event_heads AS h SET last_id = ` + headOf + `
+			WHERE EXISTS (SELECT 1 FROM events e WHERE e.user_id = h.user_id AND e.id > h.last_id)`); err != nil {
 			return 0, fmt.Errorf("update log heads: %w", err)
 		}
 	}
