@@ -230,7 +230,7 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 
 // headOf is a user's head, in SQL, for their head row h: the newest event id
 // where it is past h.last_id (a HeadCache moved it), else h.last_id.
-const headOf = `COALESCE((SELECT MAX(e.id) FROM events e WHERE e.user_id = h.user_id AND e.id > h.last_id), h.last_id)`
+const headOf = `COALESCE((SELECT e.id FROM events e WHERE e.user_id = h.user_id AND e.id > h.last_id ORDER BY e.id DESC LIMIT 1), h.last_id)`
 
 // LogBounds returns the oldest retained id and the newest id of the user's log.
 // An empty log has first = last+1.
