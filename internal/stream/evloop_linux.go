@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -40,6 +41,7 @@ import (
 type loop struct {
 	s       *Server
 	epfd    int
+	ep      *os.File // epfd, for waiting on it in Go's poller
 	queue   chan *econn
 	mu      sync.Mutex
 	conns   map[int32]*econn
@@ -65,13 +67,26 @@ func newLoop(s *Server) (*loop, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The loop waits for its epoll set in Go's own poller rather than in a
+	// blocking epoll_wait: a thread parked in a system call keeps its P until
+	// sysmon takes it back, which in a reconnect storm held every other
+	// request (/healthz too) to the remaining P.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	if err := ep.SetReadDeadline(time.Time{}); err != nil {
+		ep.Close()
+		return nil, fmt.Errorf("epoll set is not pollable: %w", err)
+	}
 	size := 1 << 16
 	if t := s.Hub.limits.Total; t+1024 > size {
 		size = t + 1024
 	}
 	// Each stream is in the queue at most once (econn.queued), so a queue
 	// longer than the stream limit never blocks the hub.
-	l := &loop{s: s, epfd: epfd, queue: make(chan *econn, size), conns: make(map[int32]*econn), done: make(chan struct{})}
+	l := &loop{s: s, epfd: epfd, ep: ep, queue: make(chan *econn, size), conns: make(map[int32]*econn), done: make(chan struct{})}
 	for i := range l.wheel {
 		l.wheel[i] = make(map[*econn]struct{})
 	}
@@ -97,6 +112,7 @@ func (l *loop) stop() {
 		}
 	}
 	close(l.done)
+	_ = l.ep.SetReadDeadline(time.Now()) // wakes poll
 	l.wg.Wait()
 	l.mu.Lock()
 	rest := make([]*econn, 0, len(l.conns))
@@ -107,7 +123,7 @@ func (l *loop) stop() {
 	for _, e := range rest {
 		e.close(ReasonShutdown)
 	}
-	unix.Close(l.epfd)
+	l.ep.Close()
 }
 
 const (
@@ -145,14 +161,27 @@ func (l *loop) remove(e *econn) {
 func (l *loop) poll() {
 	defer l.wg.Done()
 	events := make([]unix.EpollEvent, 512)
+	rc, err := l.ep.SyscallConn()
+	if err != nil {
+		l.s.Logger.Error("epoll set", "err", err)
+		return
+	}
 	for {
+		var n int
+		var werr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || (werr != nil && !errors.Is(werr, unix.EINTR))
+		})
 		select {
 		case <-l.done:
 			return
 		default:
 		}
-		n, err := unix.EpollWait(l.epfd, events, 250)
-		if err != nil && !errors.Is(err, unix.EINTR) {
+		if err == nil {
+			err = werr
+		}
+		if err != nil {
 			l.s.Logger.Error("epoll wait", "err", err)
 			return
 		}
