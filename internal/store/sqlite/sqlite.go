@@ -195,6 +195,13 @@ func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
 }
 
 // View runs fn in a read transaction on one of the reader connections.
+//
+// ctx bounds the wait for a connection, not the statements: with a context
+// that can end, each statement starts two goroutines to watch it (database/sql's
+// and the driver's), and a reconnect storm's 10,000 streams, a few reads each,
+// started over 100,000. Every one of them went through the scheduler's run
+// queue, where requests such as /healthz waited behind them (p99 ~60 ms). A
+// read here takes microseconds to a few milliseconds, so it runs to the end.
 func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 	var rc *stmtCache
 	select {
@@ -205,6 +212,7 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 		return parley.Errorf(parley.EUnavailable, "store is closed")
 	}
 	defer func() { db.readers <- rc }()
+	ctx = context.WithoutCancel(ctx)
 	if rc == nil {
 		conn, err := db.read.Conn(ctx)
 		if err != nil {
@@ -219,8 +227,8 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 		// A read transaction that cannot end (fn left rows open, say)
 		// would pin its snapshot: drop the connection instead.
 		if _, rerr := rc.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
-			// Closing waits for fn's open rows, which end with ctx:
-			// not on this goroutine. The next View opens another.
+			// Closing waits for fn's open rows: not on this
+			// goroutine. The next View opens another.
 			go rc.close()
 			rc = nil
 		}
