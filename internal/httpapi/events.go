@@ -10,12 +10,17 @@ import (
 // query parameter here, since EventSource cannot set headers. Opening a
 // stream is not activity for the idle logout.
 func (a *API) events(w http.ResponseWriter, r *http.Request) {
+	turn, err := a.Streams.Admit(r.Context())
+	if err != nil {
+		return // the client left while waiting
+	}
+	defer turn.End()
 	p, err := a.authenticate(r, false, true)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.Streams.Serve(w, r, p.User.ID, p.Session.ID); err != nil {
+	if err := a.Streams.Serve(w, r, p.User.ID, p.Session.ID, turn); err != nil {
 		a.writeError(w, r, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -95,6 +96,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		// never an event: streams also read their logs at each heartbeat.
 		Recheck:     s.cluster != nil,
 		OnDelivered: s.chat.Delivered, OnPoll: s.presence.Polled,
+	}
+	if _, local := s.store.(*sqlite.DB); local {
+		// Opening a stream is then CPU work on this process alone: more
+		// openings at once than Ps only lengthen the run queue. PostgreSQL
+		// reads wait on the network, where more at once is what helps.
+		streams.Openings = runtime.GOMAXPROCS(0)
 	}
 	s.api = &httpapi.API{
 		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,

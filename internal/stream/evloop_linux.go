@@ -327,7 +327,7 @@ type econn struct {
 // serveLoop admits the stream, answers the request on the hijacked
 // connection, replays the log on this goroutine, and leaves the live part to
 // the loop.
-func (s *Server) serveLoop(w http.ResponseWriter, r *http.Request, userID, sessionID string) error {
+func (s *Server) serveLoop(w http.ResponseWriter, r *http.Request, userID, sessionID string, turn *Turn) error {
 	e := &econn{l: s.loop, catching: true}
 	sub, err := s.Hub.Subscribe(userID, sessionID, e)
 	if err != nil {
@@ -377,7 +377,7 @@ func (s *Server) serveLoop(w http.ResponseWriter, r *http.Request, userID, sessi
 		s.closed(ReasonError)
 		return nil
 	}
-	e.catchUp()
+	e.catchUp(turn)
 	return nil
 }
 
@@ -541,7 +541,7 @@ func (e *econn) wantCatchUp() {
 		return
 	}
 	e.catching = true
-	go e.catchUp()
+	go e.catchUp(nil)
 }
 
 // flush writes what is queued without blocking; what the socket does not
@@ -643,7 +643,7 @@ func (e *econn) heartbeat(now time.Time) {
 // any durable frame that arrived meanwhile (dirty), then hands live delivery
 // back to Offer. It waits for the socket between batches, so a long replay
 // is paced by the reader instead of piling up in memory.
-func (e *econn) catchUp() {
+func (e *econn) catchUp(turn *Turn) {
 	s := e.l.s
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -698,6 +698,7 @@ func (e *econn) catchUp() {
 		if done {
 			return
 		}
+		turn.End() // the rest of a long replay goes at the client's pace
 		if !e.waitDrain() {
 			e.Kick(ReasonSlow, nil)
 			e.mu.Lock()

@@ -14,6 +14,6 @@ func newLoop(*Server) (*loop, error) { return nil, nil }
 
 func (*loop) stop() {}
 
-func (s *Server) serveLoop(http.ResponseWriter, *http.Request, string, string) error {
+func (s *Server) serveLoop(http.ResponseWriter, *http.Request, string, string, *Turn) error {
 	return errors.New("no event loop on this platform")
 }

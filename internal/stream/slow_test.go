@@ -207,7 +207,12 @@ func serveStreams(t *testing.T, srv *stream.Server, engine string) *httptest.Ser
 		t.Cleanup(srv.Stop)
 	}
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := srv.Serve(w, r, "u", "s"); err != nil {
+		turn, err := srv.Admit(r.Context())
+		if err != nil {
+			return
+		}
+		defer turn.End()
+		if err := srv.Serve(w, r, "u", "s", turn); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		}
 	}))
