@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -121,16 +122,22 @@ func (w *soak) Run(ctx context.Context, env *Env) (*Result, error) {
 	r.Add("rss_max", "MiB", maxOf(samples, func(s soakSample) float64 { return s.rss }))
 	r.Add("rss_after_close", "MiB", after.rss)
 	r.Add("goroutines_base", "goroutines", base.goroutines)
-	r.Add("goroutines_at_mark", "goroutines", markS.goroutines)
-	r.Add("goroutines_end", "goroutines", end.goroutines)
-	r.Add("goroutines_end_vs_mark", "%", pctChange(markS.goroutines, end.goroutines))
+	// A sample's goroutines include the publish calls in flight (up to
+	// --publishers), so single samples swing by that much; the floor over
+	// the minute up to the mark and over the last minute is what a leak
+	// raises.
+	markG := floorOf(samples, markS.at-time.Minute, markS.at)
+	endG := floorOf(samples, end.at-time.Minute, end.at)
+	r.Add("goroutines_at_mark", "goroutines", markG)
+	r.Add("goroutines_end", "goroutines", endG)
+	r.Add("goroutines_end_vs_mark", "%", pctChange(markG, endG))
 	r.Add("goroutines_after_close", "goroutines", after.goroutines)
 	r.Add("heap_base", "MiB", base.heap)
 	r.Add("heap_at_mark", "MiB", markS.heap)
 	r.Add("heap_end", "MiB", end.heap)
 	r.Add("heap_after_close", "MiB", after.heap)
 	r.Add("streams_dropped", "streams", float64(final.Dropped))
-	r.Notef("mark sample at %v, end sample at %v (of %d samples every %v)", markS.at.Round(time.Second), end.at.Round(time.Second), len(samples), w.every)
+	r.Notef("mark sample at %v, end sample at %v (of %d samples every %v); goroutines: fewest over the minute up to each", markS.at.Round(time.Second), end.at.Round(time.Second), len(samples), w.every)
 	if s := pub.sample(); s != "" {
 		r.Notef("publish error: %s", s)
 	}
@@ -153,6 +160,17 @@ func pctChange(a, b float64) float64 {
 		return 0
 	}
 	return (b - a) / a * 100
+}
+
+// floorOf returns the fewest goroutines among the samples taken in (from, to].
+func floorOf(ss []soakSample, from, to time.Duration) float64 {
+	m := math.Inf(1)
+	for _, s := range ss {
+		if s.at > from && s.at <= to {
+			m = min(m, s.goroutines)
+		}
+	}
+	return m
 }
 
 func maxOf(ss []soakSample, f func(soakSample) float64) float64 {
