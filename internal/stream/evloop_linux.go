@@ -68,9 +68,9 @@ func newLoop(s *Server) (*loop, error) {
 		return nil, err
 	}
 	// The loop waits for its epoll set in Go's own poller rather than in a
-	// blocking epoll_wait: a thread parked in a system call keeps its P until
-	// sysmon takes it back, which in a reconnect storm held every other
-	// request (/healthz too) to the remaining P.
+	// blocking epoll_wait: a thread in a system call keeps its P until sysmon
+	// takes it back (up to 10 ms later when sysmon has been idle), and with
+	// two Ps that is half the process.
 	if err := unix.SetNonblock(epfd, true); err != nil {
 		unix.Close(epfd)
 		return nil, err
