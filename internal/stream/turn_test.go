@@ -62,30 +62,28 @@ func TestOpeningTurns(t *testing.T) {
 func TestAdmitTakesTurns(t *testing.T) {
 	srv := &stream.Server{Openings: 2}
 	ctx := context.Background()
-	a, err := srv.Admit(ctx)
-	if err != nil {
-		t.Fatal(err)
+	admit := func() *stream.Turn {
+		t.Helper()
+		turn, err := srv.Admit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return turn
 	}
-	b, err := srv.Admit(ctx)
-	if err != nil {
-		t.Fatal(err)
+	noTurn := func(why string) {
+		t.Helper()
+		short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		if _, err := srv.Admit(short); err == nil {
+			t.Fatal(why)
+		}
 	}
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if _, err := srv.Admit(short); err == nil {
-		t.Fatal("a third turn while two are out")
-	}
+	a, b := admit(), admit()
+	noTurn("a third turn while two are out")
 	a.End()
 	a.End() // a second End must not give up b's turn
-	c, err := srv.Admit(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	short2, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel2()
-	if _, err := srv.Admit(short2); err == nil {
-		t.Fatal("End called twice freed two turns")
-	}
+	c := admit()
+	noTurn("End called twice freed two turns")
 	b.End()
 	c.End()
 	var none *stream.Turn
