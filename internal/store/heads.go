@@ -1,7 +1,5 @@
 package store
 
-import "maps"
-
 // HeadCache is the log heads that a back end with a single writer (SQLite)
 // keeps in memory, so that an append writes no head row: in a 10,000-user
 // fan-out, updating the head rows cost more than inserting the events.
@@ -15,49 +13,90 @@ import "maps"
 // concurrent use. A head moved by a request counts once the request
 // succeeds (EndRequest) and the transaction commits (EndTransaction).
 type HeadCache struct {
-	committed map[string]int64 // heads as committed, for users seen since start
-	batch     map[string]int64 // moved by the open transaction's requests that succeeded
-	req       map[string]int64 // moved by the running request
+	// One entry per user holding all three layers, so that a fan-out pays
+	// one map lookup per user rather than one per layer.
+	heads    map[string]*cachedHead
+	reqMoved []*cachedHead // moved by the running request
+	txMoved  []*cachedHead // moved by the open transaction's requests that succeeded
 }
 
-// maxCachedHeads bounds the committed heads kept: past it the cache starts
-// over, and heads are read again as users are next appended to.
+type cachedHead struct {
+	committed int64 // as committed
+	tx, req   int64 // as moved by the open transaction and the running request
+	inTx      bool  // tx is set
+	inReq     bool  // req is set
+}
+
+// maxCachedHeads bounds the heads kept: past it the cache starts over, and
+// heads are read again as users are next appended to.
 const maxCachedHeads = 1 << 20
 
 // NewHeadCache returns an empty cache.
 func NewHeadCache() *HeadCache {
-	return &HeadCache{committed: map[string]int64{}, batch: map[string]int64{}, req: map[string]int64{}}
+	return &HeadCache{heads: map[string]*cachedHead{}}
 }
 
-func (h *HeadCache) get(user string) (int64, bool) {
-	if id, ok := h.req[user]; ok {
-		return id, true
+// lookup returns the user's entry, nil if the cache does not know the user.
+func (h *HeadCache) lookup(user string) *cachedHead { return h.heads[user] }
+
+// load records a head as committed, for a user the cache did not know.
+func (h *HeadCache) load(user string, id int64) *cachedHead {
+	c := &cachedHead{committed: id}
+	h.heads[user] = c
+	return c
+}
+
+// head is the entry's current head: the running request's, else the open
+// transaction's, else the committed one.
+func (c *cachedHead) head() int64 {
+	switch {
+	case c.inReq:
+		return c.req
+	case c.inTx:
+		return c.tx
 	}
-	if id, ok := h.batch[user]; ok {
-		return id, true
+	return c.committed
+}
+
+// move sets the head as the running request moved it.
+func (h *HeadCache) move(c *cachedHead, id int64) {
+	if !c.inReq {
+		c.inReq = true
+		h.reqMoved = append(h.reqMoved, c)
 	}
-	id, ok := h.committed[user]
-	return id, ok
+	c.req = id
 }
 
 // EndRequest ends the running request: its heads join the transaction's if
 // it succeeded, and are dropped if it was rolled back.
 func (h *HeadCache) EndRequest(ok bool) {
-	if ok {
-		maps.Copy(h.batch, h.req)
+	for _, c := range h.reqMoved {
+		if ok {
+			if !c.inTx {
+				c.inTx = true
+				h.txMoved = append(h.txMoved, c)
+			}
+			c.tx = c.req
+		}
+		c.inReq = false
 	}
-	clear(h.req)
+	clear(h.reqMoved)
+	h.reqMoved = h.reqMoved[:0]
 }
 
 // EndTransaction ends the open transaction: its heads become the committed
 // ones if it committed, and are dropped if it was rolled back.
 func (h *HeadCache) EndTransaction(committed bool) {
-	if committed {
-		if len(h.committed)+len(h.batch) > maxCachedHeads {
-			clear(h.committed)
+	h.EndRequest(false)
+	for _, c := range h.txMoved {
+		if committed {
+			c.committed = c.tx
 		}
-		maps.Copy(h.committed, h.batch)
+		c.inTx = false
 	}
-	clear(h.batch)
-	clear(h.req)
+	clear(h.txMoved)
+	h.txMoved = h.txMoved[:0]
+	if len(h.heads) > maxCachedHeads {
+		clear(h.heads)
+	}
 }
