@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/parley-chat/parley"
@@ -66,24 +67,51 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 	for i, u := range users {
 		evs[i] = parley.NewEvent{UserID: u, Type: req.Type, Data: data}
 	}
-	ids := make(map[string]int64, len(users))
+	var stored []parley.Event
 	err := a.Store.Update(r.Context(), func(tx *store.Tx) error {
 		// All or nothing: Append fails naming unknown users, and the
 		// transaction then writes no event.
-		stored, err := tx.Append(evs...)
-		if err != nil {
-			return err
-		}
-		for _, e := range stored {
-			ids[e.UserID] = e.ID
-		}
-		return nil
+		var err error
+		stored, err = tx.Append(evs...)
+		return err
 	})
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]any{"ids": ids})
+	writeRawJSON(w, http.StatusAccepted, publishedIDs(stored))
+}
+
+// publishedIDs encodes the answer {"ids": {"<user_id>": <id>, …}} in the
+// order of the request. Written by hand because encoding/json sorts a map's
+// keys: for a 10,000-user publish that was half of the handler's CPU.
+func publishedIDs(stored []parley.Event) []byte {
+	b := make([]byte, 0, 16+len(stored)*32)
+	b = append(b, `{"ids":{`...)
+	for i, e := range stored {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, e.UserID)
+		b = append(b, ':')
+		b = strconv.AppendInt(b, e.ID, 10)
+	}
+	return append(b, "}}"...)
+}
+
+// appendJSONString appends s as a JSON string. User ids are plain ASCII
+// (parley.NewID), which is copied as is; anything else goes through
+// encoding/json, whose escaping stays the one rule for the API.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // apiKey reports whether the request carries one of the configured keys.

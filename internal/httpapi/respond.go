@@ -70,6 +70,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
 		return
 	}
+	writeRawJSON(w, code, b)
+}
+
+// writeRawJSON is writeJSON for a body already encoded.
+func writeRawJSON(w http.ResponseWriter, code int, b []byte) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(code)
