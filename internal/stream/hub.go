@@ -7,7 +7,6 @@ import (
 	"cmp"
 	"hash/maphash"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -268,13 +267,7 @@ func (h *Hub) Publish(events []parley.Event) {
 	for i := range events {
 		frames[i] = NewFrame(events[i])
 	}
-	byUser := func(a, b *Frame) int {
-		return cmp.Or(strings.Compare(a.Event.UserID, b.Event.UserID), cmp.Compare(a.Event.ID, b.Event.ID))
-	}
-	// One publish's events are in user order already.
-	if !slices.IsSortedFunc(frames, byUser) {
-		slices.SortFunc(frames, byUser)
-	}
+	frames = mergeRuns(frames)
 	for i := 0; i < len(frames); {
 		j := i + 1
 		for j < len(frames) && frames[j].Event.UserID == frames[i].Event.UserID {
@@ -282,6 +275,57 @@ func (h *Hub) Publish(events []parley.Event) {
 		}
 		h.deliver(frames[i:j:j])
 		i = j
+	}
+}
+
+func byUser(a, b *Frame) int {
+	return cmp.Or(strings.Compare(a.Event.UserID, b.Event.UserID), cmp.Compare(a.Event.ID, b.Event.ID))
+}
+
+// mergeRuns puts a commit's frames in (user, id) order. Each request's events
+// come in that order already (store.Tx.Append), so a commit is a few sorted
+// runs, and merging them pairwise costs a pass per doubling of their number:
+// sorting a group commit of three 10,000-user publishes was 5 % of a
+// fan-out's CPU.
+func mergeRuns(fs []*Frame) []*Frame {
+	var bounds []int // where each run starts
+	for i := range fs {
+		if i == 0 || byUser(fs[i-1], fs[i]) > 0 {
+			bounds = append(bounds, i)
+		}
+	}
+	if len(bounds) <= 1 {
+		return fs
+	}
+	bounds = append(bounds, len(fs))
+	src, dst := fs, make([]*Frame, len(fs))
+	for len(bounds) > 2 {
+		next := append(make([]int, 0, len(bounds)/2+2), 0)
+		for r := 0; r+1 < len(bounds); r += 2 {
+			lo, mid, hi := bounds[r], bounds[r+1], bounds[len(bounds)-1]
+			if r+2 < len(bounds) {
+				hi = bounds[r+2]
+			}
+			mergeInto(dst[lo:hi], src[lo:mid], src[mid:hi])
+			next = append(next, hi)
+		}
+		bounds = next
+		src, dst = dst, src
+	}
+	return src
+}
+
+// mergeInto merges the sorted a and b into dst, which is as long as both.
+func mergeInto(dst, a, b []*Frame) {
+	i, j := 0, 0
+	for k := range dst {
+		if j == len(b) || (i < len(a) && byUser(a[i], b[j]) < 0) {
+			dst[k] = a[i]
+			i++
+		} else {
+			dst[k] = b[j]
+			j++
+		}
 	}
 }
 
