@@ -87,13 +87,16 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	pragmas := "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + pragmas
 	// The writer's savepoints journal every page they touch first: in memory
-	// rather than a temp file. Its page cache is 8 MiB, which steady traffic
-	// fills within the first minute, so the process's memory stops growing
-	// early; with cache_spill off, a transaction that dirties more (a
+	// rather than a temp file. Its page cache is 2 MiB: one of 8 MiB was
+	// still filling for minutes under steady traffic (RSS +5 % from the
+	// first minute to the fourth of a soak; +0.6 % with 2 MiB) and bought
+	// nothing, since the pages a commit touches are spread over a log far
+	// larger than either (BENCHMARKS.md, fifth sitting). With cache_spill
+	// off, a transaction that dirties more (a
 	// 10,000-user fan-out touches pages all over the events index) grows
 	// the cache for as long as it runs instead of spilling pages to the WAL
 	// mid-transaction, and the extra pages are freed when it commits.
-	write, err := sql.Open("sqlite", dsn+"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-8192)&_pragma=cache_spill(0)"+
+	write, err := sql.Open("sqlite", dsn+"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-2048)&_pragma=cache_spill(0)"+
 		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walLimit))
 	if err != nil {
 		return nil, err
