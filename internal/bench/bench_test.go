@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"sort"
@@ -188,6 +189,60 @@ func TestFindListenerPID(t *testing.T) {
 	if pid := findListenerPID("http://10.1.2.3:80"); pid != 0 {
 		t.Errorf("a remote URL gave pid %d", pid)
 	}
+}
+
+// serverConns counts the connections the server accepted, as they open and
+// close; the client's own ends of them (in this same process) do not count.
+func TestServerConns(t *testing.T) {
+	n := servertest.Start(t)
+	waitConns := func(want int) {
+		t.Helper()
+		var got int
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			var ok bool
+			if got, ok = serverConns(os.Getpid(), n.URL); !ok {
+				t.Fatal("serverConns: not known for this process")
+			}
+			if got == want {
+				return
+			}
+		}
+		t.Fatalf("server connections: %d, want %d", got, want)
+	}
+	base, _ := serverConns(os.Getpid(), n.URL)
+	addr := strings.TrimPrefix(n.URL, "http://")
+	var conns []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	waitConns(base + 3)
+	conns[0].Close()
+	waitConns(base + 2)
+	if _, ok := serverConns(os.Getpid(), "http://10.1.2.3:80"); ok {
+		t.Error("a remote URL gave a count")
+	}
+}
+
+// A short soak reports its goroutines both raw and less one per open HTTP
+// connection, and loses nothing.
+func TestSoak(t *testing.T) {
+	n := servertest.Start(t)
+	res := runBench(t, "soak", "--url", n.URL, "--api-key", servertest.APIKey,
+		"--streams", "10", "--rate", "100", "--duration", "2s", "--mark", "1s", "--every", "250ms", "--publishers", "4")
+	expect(t, res, map[string]float64{
+		"lost": 0, "gaps": 0, "dups": 0, "streams_dropped": 0,
+		"rss_at_mark>": 0, "goroutines_at_mark>": 0, "goroutines_less_conns_at_mark>": 0,
+	})
+	m := res.Runs[0].Metrics
+	if c := m["http_conns_end"]; c < 0 || c > 4+1 {
+		t.Errorf("http_conns_end = %v: 4 publishers (and a scrape) cannot hold more, nor fewer than none", c)
+	}
+	t.Logf("goroutines %v, less connections %v, connections %v", m["goroutines_end"], m["goroutines_less_conns_end"], m["http_conns_end"])
 }
 
 // runBench runs Main with args and decodes its --json output.

@@ -187,6 +187,40 @@ func isLoopback(rawURL string) bool {
 // port, by matching the socket inode of /proc/net/tcp{,6} against the
 // /proc/*/fd links. It returns 0 when that is not possible.
 func findListenerPID(rawURL string) int {
+	port := loopbackPort(rawURL)
+	if port == 0 {
+		return 0
+	}
+	inodes := portSockets(port, tcpListen)
+	if len(inodes) == 0 {
+		return 0
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, d := range procs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if countFDs(pid, inodes) > 0 {
+			return pid
+		}
+	}
+	return 0
+}
+
+// serverConns counts the connections that the process pid has accepted on
+// the URL's port: streams and HTTP connections alike. It reports false when
+// that is not possible.
+func serverConns(pid int, rawURL string) (int, bool) {
+	port := loopbackPort(rawURL)
+	if pid <= 0 || port == 0 {
+		return 0, false
+	}
+	return countFDs(pid, portSockets(port, tcpEstablished)), true
+}
+
+// loopbackPort is the URL's port if its host is on this machine, else 0.
+func loopbackPort(rawURL string) int {
 	u, err := url.Parse(rawURL)
 	if err != nil || !isLoopback(rawURL) {
 		return 0
@@ -199,6 +233,18 @@ func findListenerPID(rawURL string) int {
 	if err != nil {
 		return 0
 	}
+	return p
+}
+
+// Socket states as /proc/net/tcp writes them.
+const (
+	tcpEstablished = "01"
+	tcpListen      = "0A"
+)
+
+// portSockets returns the fd link names ("socket:[inode]") of the TCP sockets
+// whose local port is port, in state st.
+func portSockets(port int, st string) map[string]bool {
 	inodes := map[string]bool{}
 	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		b, err := os.ReadFile(f)
@@ -209,35 +255,35 @@ func findListenerPID(rawURL string) int {
 		for sc.Scan() {
 			fs := strings.Fields(sc.Text())
 			// sl local_address rem_address st ... inode (field 9)
-			if len(fs) < 10 || fs[3] != "0A" {
+			if len(fs) < 10 || fs[3] != st {
 				continue
 			}
 			i := strings.LastIndexByte(fs[1], ':')
 			if i < 0 {
 				continue
 			}
-			if lp, err := strconv.ParseInt(fs[1][i+1:], 16, 32); err == nil && int(lp) == p {
+			if lp, err := strconv.ParseInt(fs[1][i+1:], 16, 32); err == nil && int(lp) == port {
 				inodes["socket:["+fs[9]+"]"] = true
 			}
 		}
 	}
-	if len(inodes) == 0 {
+	return inodes
+}
+
+// countFDs counts the descriptors of pid that are among links.
+func countFDs(pid int, links map[string]bool) int {
+	if len(links) == 0 {
 		return 0
 	}
-	procs, _ := os.ReadDir("/proc")
-	for _, d := range procs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		fds, _ := os.ReadDir(filepath.Join("/proc", d.Name(), "fd"))
-		for _, fd := range fds {
-			if l, err := os.Readlink(filepath.Join("/proc", d.Name(), "fd", fd.Name())); err == nil && inodes[l] {
-				return pid
-			}
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "fd")
+	fds, _ := os.ReadDir(dir)
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink(filepath.Join(dir, fd.Name())); err == nil && links[l] {
+			n++
 		}
 	}
-	return 0
+	return n
 }
 
 // procSample is a reading of a process's memory and CPU time.
