@@ -389,15 +389,14 @@ func TestNATSCluster(t *testing.T) {
 	}
 }
 
-// TestInProcessCluster needs no outside service: two nodes of one process
-// on one SQLite file and a memory:// bus. It checks the wiring that the
-// Redis and NATS tests share — publish on one node, deliver on the other —
-// wherever those services are missing.
+// TestInProcessCluster needs no bus service: two nodes of one process on
+// PostgreSQL and a memory:// bus. It checks the wiring that the Redis and
+// NATS tests share — publish on one node, deliver on the other — wherever
+// those services are missing. (Nodes cannot share a SQLite file: the store
+// refuses a second opener, TestSecondOpenRefused.)
 func TestInProcessCluster(t *testing.T) {
-	c := servertest.Config(t)
-	c.Bus = "memory://" + unique("cluster")
-	a := servertest.StartConfig(t, c)
-	b := servertest.StartConfig(t, servertest.Peer(t, c))
+	nodes := startNodes(t, 2, "memory://"+unique("cluster"), nil)
+	a, b := nodes[0], nodes[1]
 
 	u := a.Register(t, "mem", "client")
 	d := openDevice(t, "mem@b", b.URL, u.Token)

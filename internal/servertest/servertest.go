@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -64,16 +63,16 @@ func Config(tb testing.TB) config.Config {
 }
 
 // Peer returns the config of another node of c's cluster: the same
-// database, bus, secret and settings, its own port and data dir. A node on
-// the embedded database shares c's database file.
+// database, bus, secret and settings, its own port and data dir. Nodes
+// share PostgreSQL; the embedded database belongs to one process.
 func Peer(tb testing.TB, c config.Config) config.Config {
 	tb.Helper()
+	if c.DatabaseURL == "" {
+		tb.Fatal("servertest.Peer: a cluster's nodes need PostgreSQL (DatabaseURL)")
+	}
 	p := c
 	p.Addr = "127.0.0.1:0"
 	p.DataDir = tb.TempDir()
-	if c.DatabaseURL == "" {
-		p.DatabaseURL = "sqlite:" + filepath.Join(c.DataDir, "parley.db")
-	}
 	return p
 }
 

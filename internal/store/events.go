@@ -20,6 +20,9 @@ import (
 // user's run of ids (the row lock is what keeps ids contiguous across
 // concurrent writers and nodes), then multi-row inserts write the events.
 func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
 	for _, e := range events {
 		if impossibleKey(e.UserID) {
 			return nil, parley.Errorf(parley.ENotFound, "unknown users: %q", e.UserID)
@@ -68,7 +71,12 @@ func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
 			logOrder = append(logOrder, out[i])
 		}
 	}
-	if err := tx.insertEvents(logOrder, Micros(now)); err != nil {
+	if tx.tail != nil {
+		err = tx.insertBatch(logOrder, now)
+	} else {
+		err = tx.insertEvents(logOrder, false)
+	}
+	if err != nil {
 		return nil, err
 	}
 	tx.appended = append(tx.appended, logOrder...)
@@ -187,10 +195,16 @@ func (tx *Tx) lockHeads(users []string, forUpdate string) error {
 	return rows.Err()
 }
 
-func (tx *Tx) insertEvents(events []parley.Event, at int64) error {
+// insertEvents inserts events into the events table; with skipExisting,
+// events already there are left as they are.
+func (tx *Tx) insertEvents(events []parley.Event, skipExisting bool) error {
+	var tail string
+	if skipExisting {
+		tail = ` ON CONFLICT DO NOTHING`
+	}
 	for part := range slices.Chunk(events, rowChunk) {
 		q := `INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, ?, ?, ?, ?)` +
-			strings.Repeat(`, (?, ?, ?, ?, ?)`, len(part)-1)
+			strings.Repeat(`, (?, ?, ?, ?, ?)`, len(part)-1) + tail
 		args := make([]any, 0, 5*len(part))
 		var data []byte
 		var dataArg any
@@ -200,7 +214,7 @@ func (tx *Tx) insertEvents(events []parley.Event, at int64) error {
 			if len(e.Data) == 0 || len(data) != len(e.Data) || &data[0] != &e.Data[0] {
 				data, dataArg = e.Data, string(e.Data)
 			}
-			args = append(args, e.UserID, e.ID, e.Type, dataArg, at)
+			args = append(args, e.UserID, e.ID, e.Type, dataArg, Micros(e.Time.Time))
 		}
 		if _, err := tx.exec(q, args...); err != nil {
 			return fmt.Errorf("insert events: %w", err)
@@ -225,6 +239,10 @@ func (tx *Tx) AppendJSON(typ string, data any, userIDs ...string) error {
 
 // EventsAfter returns up to limit events of the user's log with ids above after.
 func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event, error) {
+	var recent []parley.Event
+	if tx.tail != nil {
+		recent = tx.tail.after(userID, after, limit)
+	}
 	rows, err := tx.query(`SELECT id, type, data, created_at FROM events WHERE user_id = ? AND id > ? ORDER BY id LIMIT ?`,
 		userID, after, limit)
 	if err != nil {
@@ -242,7 +260,39 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 		e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(recent) == 0 {
+		return out, nil
+	}
+	return unionByID(out, recent, limit), nil
+}
+
+// unionByID merges a user's events from the table and from the tail (both
+// by id) into the first limit of their union, each id once. The log is
+// contiguous in the two together, except that the tail may still hold
+// events merged and since pruned from the table: a run of them ends in a
+// gap, and is left out.
+func unionByID(table, recent []parley.Event, limit int) []parley.Event {
+	out := make([]parley.Event, 0, min(limit, len(table)+len(recent)))
+	for len(out) < limit && (len(table) > 0 || len(recent) > 0) {
+		var e parley.Event
+		switch {
+		case len(recent) == 0 || len(table) > 0 && table[0].ID <= recent[0].ID:
+			if len(recent) > 0 && recent[0].ID == table[0].ID {
+				recent = recent[1:]
+			}
+			e, table = table[0], table[1:]
+		default:
+			e, recent = recent[0], recent[1:]
+		}
+		if n := len(out); n > 0 && e.ID != out[n-1].ID+1 {
+			out = out[:0]
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // headOf is a user's head, in SQL, for their head row h: the newest event id
@@ -262,10 +312,21 @@ func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if oldest == nil {
-		return last + 1, last, nil
+	first = last + 1
+	if oldest != nil {
+		first = *oldest
 	}
-	return *oldest, last, nil
+	if tx.tail != nil {
+		if tf, tl, ok := tx.tail.bounds(userID); ok {
+			if oldest == nil {
+				// The table holds none of the log: it starts in
+				// the tail.
+				first = tf
+			}
+			last = max(last, tl)
+		}
+	}
+	return first, last, nil
 }
 
 // LogHeads returns the newest id of each user's log; unknown users are left
@@ -281,6 +342,13 @@ func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 		}
 		if err := scanHeads(rows, out); err != nil {
 			return nil, err
+		}
+	}
+	if tx.tail != nil {
+		for u, id := range out {
+			if _, last, ok := tx.tail.bounds(u); ok && last > id {
+				out[u] = last
+			}
 		}
 	}
 	return out, nil
@@ -314,6 +382,16 @@ func scanHeads(rows *sql.Rows, heads map[string]int64) error {
 // PruneEvents deletes events that are both older than before and not among
 // the newest keep of their user, so that whichever bound keeps more wins.
 func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {
+	if tx.tail != nil {
+		// Events still in the tail are not in the table that is pruned
+		// below, nor counted among each user's newest: merge them all.
+		if s := tx.tail.All(); s != nil {
+			if err := tx.MergeTail(s); err != nil {
+				return 0, err
+			}
+			tx.merges = append(tx.merges, s)
+		}
+	}
 	if tx.heads != nil {
 		// The head rows lag behind a HeadCache; an emptied log must still
 		// know its head, so bring them up to date first.

@@ -4,7 +4,8 @@
 // Every change and the events it causes are written in one transaction, so an
 // event exists if and only if its change does. The back ends differ only in how
 // they open the database, run transactions (SQLite batches them into group
-// commits and keeps log heads in memory, PostgreSQL retries deadlocks) and
+// commits, keeps log heads in memory and the newest events in a Tail that it
+// merges into the events table in bulk; PostgreSQL retries deadlocks) and
 // recognise a unique violation.
 package store
 
@@ -71,7 +72,10 @@ type Tx struct {
 	q        Querier
 	d        Dialect
 	heads    *HeadCache
+	tail     *Tail
 	appended []parley.Event
+	batches  []Batch
+	merges   []*MergeStep
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.
@@ -79,10 +83,16 @@ func NewTx(ctx context.Context, q Querier, d Dialect) *Tx {
 	return &Tx{ctx: ctx, q: q, d: d}
 }
 
+// NewReadTx is NewTx for a back end that keeps the newest events in t.
+func NewReadTx(ctx context.Context, q Querier, d Dialect, t *Tail) *Tx {
+	return &Tx{ctx: ctx, q: q, d: d, tail: t}
+}
+
 // NewWriteTx is NewTx for the single writer of a back end that keeps its log
-// heads in h instead of moving head rows on each append.
-func NewWriteTx(ctx context.Context, q Querier, d Dialect, h *HeadCache) *Tx {
-	return &Tx{ctx: ctx, q: q, d: d, heads: h}
+// heads in h instead of moving head rows on each append, and appends to the
+// tail t instead of the events table.
+func NewWriteTx(ctx context.Context, q Querier, d Dialect, h *HeadCache, t *Tail) *Tx {
+	return &Tx{ctx: ctx, q: q, d: d, heads: h, tail: t}
 }
 
 // Appended returns the events appended in this transaction, in order.

@@ -11,6 +11,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -62,17 +63,22 @@ type DB struct {
 	ckptDone chan struct{}
 	commits  atomic.Uint64 // commits so far: the checkpointer skips idle ticks
 
+	tail *store.Tail // the newest events, not yet merged into the events table
+	lock *os.File    // held while open: one process per database file
+
 	// Writer only:
 	heads         *store.HeadCache // log heads: appends write no head rows
 	savepointsFor int              // batches left to run with savepoints from the start
 }
 
 type request struct {
-	ctx    context.Context
-	fn     func(*store.Tx) error
-	err    error
-	events []parley.Event
-	done   chan struct{}
+	ctx     context.Context
+	fn      func(*store.Tx) error
+	err     error
+	events  []parley.Event
+	batches []store.Batch      // for the tail, once committed
+	merges  []*store.MergeStep // for the tail, once committed
+	done    chan struct{}
 }
 
 // Open opens (creating if needed) the database file at path, migrates it and
@@ -81,6 +87,22 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	lock, err := lockFile(path)
+	if err != nil {
+		return nil, err
+	}
+	db, err := open(ctx, path, hook)
+	if err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	db.lock = lock
+	return db, nil
+}
+
+func open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) {
 	// synchronous=FULL: a commit is on disk when Update returns, so an
 	// acknowledged send survives a power cut, not only a crash. Group commit is
 	// what makes that affordable.
@@ -108,6 +130,11 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 		write.Close()
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
+	tail := store.NewTail()
+	if err := store.NewTx(ctx, write, dialect{}).LoadTail(tail); err != nil {
+		write.Close()
+		return nil, err
+	}
 	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
 	if err != nil {
 		write.Close()
@@ -131,6 +158,7 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 		ckpt:     ckpt,
 		hook:     hook,
 		heads:    store.NewHeadCache(),
+		tail:     tail,
 		reqs:     make(chan *request, maxBatch),
 		done:     make(chan struct{}),
 		closed:   make(chan struct{}),
@@ -207,6 +235,9 @@ func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
 // ms with them, 47-63 ms without). A read here takes microseconds to a few
 // milliseconds, so it runs to the end.
 func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
+	// Before the snapshot: merged events stay in the tail until it ends.
+	gen := db.tail.BeginRead()
+	defer db.tail.EndRead(gen)
 	var rc *stmtCache
 	select {
 	case rc = <-db.readers:
@@ -237,7 +268,7 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 			rc = nil
 		}
 	}()
-	return fn(store.NewTx(ctx, rc, dialect{}))
+	return fn(store.NewReadTx(ctx, rc, dialect{}, db.tail))
 }
 
 // Ping reports whether the database answers.
@@ -258,7 +289,11 @@ func (db *DB) Close() error {
 			rc.close()
 		}
 	}
-	return errors.Join(db.read.Close(), db.ckpt.Close(), db.write.Close())
+	err := errors.Join(db.read.Close(), db.ckpt.Close(), db.write.Close())
+	if db.lock != nil {
+		err = errors.Join(err, db.lock.Close())
+	}
+	return err
 }
 
 // writer runs every write transaction. Requests that arrive while a commit is
@@ -283,10 +318,21 @@ func (db *DB) writer() {
 	wc := newStmtCache(conn)
 	defer wc.close()
 	batch := make([]*request, 0, maxBatch)
+	idle := time.NewTimer(mergeIdle)
 	for {
 		var first *request
+		var idleMerge <-chan time.Time
+		if db.tail.Held() > 0 {
+			idle.Reset(mergeIdle)
+			idleMerge = idle.C
+		}
 		select {
 		case first = <-db.reqs:
+		case <-idleMerge:
+			for len(db.reqs) == 0 && db.mergeStep(ctx, wc, stepEvents) {
+			}
+			db.tail.Drop()
+			continue
 		case <-db.closed:
 			// Finish what was queued before Close; later Updates see db.done.
 			select {
@@ -305,8 +351,86 @@ func (db *DB) writer() {
 			}
 			break
 		}
+		before := db.tail.Unmerged()
 		db.commit(ctx, wc, batch)
+		db.keepUp(ctx, wc, db.tail.Unmerged()-before)
+		db.tail.Drop()
 	}
+}
+
+// When the writer merges the tail into the events table (store.Tail says
+// why there is a tail). The more events per user a merge takes, the fewer
+// index pages it writes per event, so it lets mergeAt events gather (~13 per
+// user in a 10,000-user fan-out; ~3 MB) and from then on merges, after each
+// commit, twice what the commit appended, unless requests are waiting;
+// past mergeHard it merges whether or not they are, until the tail is back
+// under it, so the tail cannot outgrow its bound however fast appends come.
+// Events older than mergeAge count as if mergeAt were reached, so that
+// traffic too thin to reach it (private events to many users) still keeps a
+// tail of bounded size, reached in the first minute. A writer idle for
+// mergeIdle merges everything, so a quiet server holds no tail.
+const (
+	mergeAt   = 1 << 17
+	mergeHard = 1 << 18
+	mergeAge  = 30 * time.Second
+	mergeIdle = time.Second
+	// stepEvents bounds one merge transaction, so that the requests
+	// arriving meanwhile wait a few milliseconds, not the whole tail.
+	stepEvents = 4096
+)
+
+// keepUp merges after a commit that added appended events to the tail.
+func (db *DB) keepUp(ctx context.Context, conn *stmtCache, appended int) {
+	budget := 2 * appended
+	for {
+		n := db.tail.Unmerged()
+		due := n >= mergeAt
+		if !due && n > 0 {
+			oldest := db.tail.Oldest()
+			due = !oldest.IsZero() && time.Since(oldest) > mergeAge
+		}
+		size := stepEvents
+		switch {
+		case n >= mergeHard:
+		case due && budget > 0 && len(db.reqs) == 0:
+			// Small commits (private events) merge in small steps,
+			// so that the requests arriving meanwhile wait little.
+			size = min(stepEvents, max(budget, stepEvents/8))
+		default:
+			return
+		}
+		if !db.mergeStep(ctx, conn, size) {
+			return
+		}
+		budget -= n - db.tail.Unmerged()
+	}
+}
+
+// mergeStep merges the next step of the tail into the events table in a
+// transaction of its own, and reports whether it did.
+func (db *DB) mergeStep(ctx context.Context, conn *stmtCache, size int) bool {
+	s := db.tail.Step(size)
+	if s == nil {
+		return false
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		slog.Error("merge event tail", "err", err)
+		return false
+	}
+	err := store.NewTx(ctx, conn, dialect{}).MergeTail(s)
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		// The events stay in the tail and their batch rows in the
+		// table; a later step tries again.
+		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		slog.Error("merge event tail", "err", err)
+		return false
+	}
+	db.commits.Add(1)
+	db.tail.Merged(s)
+	return true
 }
 
 // rollback ends the open transaction without committing it.
@@ -319,7 +443,7 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 	finish := func(err error) {
 		for _, req := range batch {
 			if err != nil && req.err == nil {
-				req.err, req.events = err, nil
+				req.err, req.events, req.batches, req.merges = err, nil, nil, nil
 			}
 			close(req.done)
 		}
@@ -348,7 +472,7 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 		}
 		db.savepointsFor = savepointBatches
 		for _, req := range batch {
-			req.err, req.events = nil, nil
+			req.err, req.events, req.batches, req.merges = nil, nil, nil, nil
 		}
 		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 			finish(fmt.Errorf("begin: %w", err))
@@ -395,6 +519,14 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	}
 	db.heads.EndTransaction(true)
 	db.commits.Add(1)
+	// Into the tail before the hook: a stream woken by an event must find
+	// it in the log.
+	for _, req := range batch {
+		db.tail.Add(req.batches...)
+		for _, m := range req.merges {
+			db.tail.Merged(m)
+		}
+	}
 	if db.hook != nil {
 		var all []parley.Event
 		for _, req := range batch {
@@ -410,7 +542,7 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 // run runs the request's function on conn, keeping its error in req.err and,
 // on success, its events in req.events. It reports success.
 func (db *DB) run(conn *stmtCache, req *request) bool {
-	tx := store.NewWriteTx(req.ctx, conn, dialect{}, db.heads)
+	tx := store.NewWriteTx(req.ctx, conn, dialect{}, db.heads, db.tail)
 	req.err = func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -423,7 +555,7 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 	if req.err != nil {
 		return false
 	}
-	req.events = tx.Appended()
+	req.events, req.batches, req.merges = tx.Appended(), tx.Batches(), tx.Merges()
 	return true
 }
 

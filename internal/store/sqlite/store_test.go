@@ -181,3 +181,30 @@ func TestHeadsAcrossPruneAndReopen(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondOpenRefused: a database file has one store at a time. A second
+// one would keep log heads and a tail of its own (ids would collide, and
+// neither would see the other's newest events), so Open refuses it until
+// the first closes.
+func TestSecondOpenRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	ctx := context.Background()
+	first, err := sqlite.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := sqlite.Open(ctx, path, nil); err == nil {
+		second.Close()
+		t.Fatal("a second store opened the same file")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second open: %v, want an in-use error", err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sqlite.Open(ctx, path, nil)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	again.Close()
+}

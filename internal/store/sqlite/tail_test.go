@@ -1,0 +1,255 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/store/sqlite"
+)
+
+// The tail (store.Tail) as the SQLite store uses it: appends land in
+// event_batches rows and in memory, merges move them into the events
+// table, and a restart reloads what was not merged.
+
+func openAt(t *testing.T, path string) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return db
+}
+
+// rowCounts reads the database file directly: events and event_batches rows.
+func rowCounts(t *testing.T, path string) (events, batches int) {
+	t.Helper()
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.QueryRow(`SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM event_batches)`).Scan(&events, &batches); err != nil {
+		t.Fatal(err)
+	}
+	return events, batches
+}
+
+func fanOut(t *testing.T, db *sqlite.DB, users []string, m string) {
+	t.Helper()
+	evs := make([]parley.NewEvent, len(users))
+	for i, u := range users {
+		evs[i] = ev(u, m)
+	}
+	if err := db.Update(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.Append(evs...)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkLogs asserts that each user's log is exactly 1..n, every event once,
+// with the payload of round id ("m1", "m2", …).
+func checkLogs(t *testing.T, db *sqlite.DB, users []string, n int64) {
+	t.Helper()
+	err := db.View(context.Background(), func(tx *store.Tx) error {
+		for _, u := range users {
+			first, last, err := tx.LogBounds(u)
+			if err != nil {
+				return err
+			}
+			evs, err := tx.EventsAfter(u, 0, 1000)
+			if err != nil {
+				return err
+			}
+			if first != 1 || last != n || int64(len(evs)) != n {
+				return fmt.Errorf("user %s: bounds (%d, %d) and %d events, want (1, %d) and %d", u, first, last, len(evs), n, n)
+			}
+			for i, e := range evs {
+				if e.ID != int64(i+1) || string(e.Data) != fmt.Sprintf(`{"m":"m%d"}`, i+1) || e.Time.IsZero() {
+					return fmt.Errorf("user %s: event %d = %+v", u, i, e)
+				}
+			}
+		}
+		heads, err := tx.LogHeads(users)
+		if err != nil {
+			return err
+		}
+		for _, u := range users {
+			if heads[u] != n {
+				return fmt.Errorf("head of %s = %d, want %d", u, heads[u], n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A fan-out is one batch row until the writer, idle, merges it; the log
+// reads the same before and after, and after a restart.
+func TestTailMergesWhenIdle(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db := openAt(t, path)
+	users := mustCreateUsers(t, db, 40)
+	if err := db.Update(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.Append() // nothing to append: no batch row
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fanOut(t, db, users, "m1")
+	fanOut(t, db, users, "m2")
+	if events, batches := rowCounts(t, path); events != 0 || batches != 2 {
+		t.Fatalf("after two fan-outs: %d event rows and %d batch rows, want 0 and 2", events, batches)
+	}
+	checkLogs(t, db, users, 2)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		events, batches := rowCounts(t, path)
+		if events == 80 && batches == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle writer left %d event rows and %d batch rows, want 80 and 0", events, batches)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	checkLogs(t, db, users, 2)
+	fanOut(t, db, users, "m3")
+	checkLogs(t, db, users, 3)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openAt(t, path)
+	defer db.Close()
+	checkLogs(t, db, users, 3)
+}
+
+// Batches not merged when the store closes (or the process dies) are
+// reloaded: the logs read the same and ids go on from their heads. A batch
+// whose events a merge had partly written before a crash merges again
+// without duplicates.
+func TestTailReloads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db := openAt(t, path)
+	users := mustCreateUsers(t, db, 30)
+	fanOut(t, db, users, "m1")
+	fanOut(t, db, users, "m2")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, batches := rowCounts(t, path); batches != 2 {
+		t.Fatalf("%d batch rows after close, want 2", batches)
+	}
+
+	// What a merge step that ended with a crash leaves: some users'
+	// events of batch 1 in the table, the batch row still there.
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users[:10] {
+		if _, err := raw.Exec(`INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, 1, 'app.test', '{"m":"m1"}', 1)`, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw.Close()
+
+	db = openAt(t, path)
+	defer db.Close()
+	checkLogs(t, db, users, 2)
+	fanOut(t, db, users, "m3")
+	checkLogs(t, db, users, 3)
+	// Pruning merges the whole tail first; with nothing old enough it
+	// deletes nothing.
+	if err := db.Update(context.Background(), func(tx *store.Tx) error {
+		n, err := tx.PruneEvents(time.Unix(0, 0), 0)
+		if err == nil && n != 0 {
+			err = fmt.Errorf("pruned %d events", n)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if events, batches := rowCounts(t, path); events != 90 || batches != 0 {
+		t.Fatalf("after the merge: %d event rows and %d batch rows, want 90 and 0", events, batches)
+	}
+	checkLogs(t, db, users, 3)
+}
+
+// Reads that run while merges move events from the tail into the table
+// see every event once. Each read takes the bounds, then the events, in
+// one transaction: its snapshot of the table is taken before a merge that
+// can end between the two, so the merged events must still be in the tail.
+func TestTailReadsDuringMerges(t *testing.T) {
+	db := openAt(t, filepath.Join(t.TempDir(), "parley.db"))
+	defer db.Close()
+	users := mustCreateUsers(t, db, 20)
+	ctx := context.Background()
+
+	var done atomic.Bool
+	var rounds atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for r := range 4 {
+		wg.Go(func() {
+			for i := 0; !done.Load(); i++ {
+				u := users[(r+i)%len(users)]
+				err := db.View(ctx, func(tx *store.Tx) error {
+					first, last, err := tx.LogBounds(u)
+					if err != nil {
+						return err
+					}
+					evs, err := tx.EventsAfter(u, first-1, 100000)
+					if err != nil {
+						return err
+					}
+					if first != 1 || int64(len(evs)) < last {
+						return fmt.Errorf("user %s: bounds (%d, %d) but %d events", u, first, last, len(evs))
+					}
+					for k, e := range evs {
+						if e.ID != int64(k+1) {
+							return fmt.Errorf("user %s: event %d has id %d", u, k, e.ID)
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for n := 1; n <= 400 && time.Now().Before(deadline); n++ {
+		fanOut(t, db, users, fmt.Sprintf("m%d", n))
+		rounds.Store(int64(n))
+		if n%3 == 0 {
+			if err := db.Update(ctx, func(tx *store.Tx) error {
+				_, err := tx.PruneEvents(time.Unix(0, 0), 0) // merges the tail
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	done.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	checkLogs(t, db, users, rounds.Load())
+}

@@ -1,0 +1,107 @@
+package store
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+
+	"github.com/parley-chat/parley"
+)
+
+func ev(user string, id int64) parley.Event {
+	return parley.Event{UserID: user, ID: id, Type: "app.t", Data: json.RawMessage(`{}`)}
+}
+
+func idsOf(evs []parley.Event) []int64 {
+	out := make([]int64, len(evs))
+	for i, e := range evs {
+		out[i] = e.ID
+	}
+	return out
+}
+
+// A merge step takes whole users in key order, reports the batch rows it
+// empties, and its events stay readable until every read begun before it
+// has ended.
+func TestTailMergeAndDrop(t *testing.T) {
+	tl := NewTail()
+	tl.Add(Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_b", 1), ev("u_a", 1), ev("u_c", 1)}})
+	tl.Add(Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_a", 2), ev("u_a", 3)}})
+	if n := tl.Unmerged(); n != 5 {
+		t.Fatalf("unmerged %d, want 5", n)
+	}
+
+	s := tl.Step(2) // u_a's three events: a step takes whole users
+	if got := idsOf(s.Events); !slices.Equal(got, []int64{1, 2, 3}) || s.Events[0].UserID != "u_a" {
+		t.Fatalf("first step = %v", s.Events)
+	}
+	if !slices.Equal(s.Done, []int64{2}) {
+		t.Fatalf("first step empties batches %v, want [2]", s.Done)
+	}
+
+	old := tl.BeginRead() // a read whose snapshot may predate the merge
+	tl.Merged(s)
+	if n := tl.Unmerged(); n != 2 {
+		t.Fatalf("unmerged after the step %d, want 2", n)
+	}
+	if got := idsOf(tl.after("u_a", 0, 10)); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Fatalf("merged events dropped under an older read: %v", got)
+	}
+	fresh := tl.BeginRead()
+	tl.EndRead(old)
+	tl.Drop()
+	if got := tl.after("u_a", 0, 10); got != nil {
+		t.Fatalf("merged events held after the older read ended: %v", got)
+	}
+	tl.EndRead(fresh)
+
+	s = tl.Step(100) // the round goes on with u_b and u_c
+	if len(s.Events) != 2 || s.Events[0].UserID != "u_b" || s.Events[1].UserID != "u_c" || !slices.Equal(s.Done, []int64{1}) {
+		t.Fatalf("second step = %v, done %v", s.Events, s.Done)
+	}
+	tl.Merged(s)
+	if tl.Unmerged() != 0 || tl.Held() != 0 || tl.Step(100) != nil {
+		t.Fatalf("tail not empty: unmerged %d, held %d", tl.Unmerged(), tl.Held())
+	}
+}
+
+// A step planned but not committed (its transaction rolled back) leaves
+// its events to a later step.
+func TestTailStepNotApplied(t *testing.T) {
+	tl := NewTail()
+	tl.Add(Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_a", 1), ev("u_b", 1)}})
+	_ = tl.Step(1)
+	_ = tl.Step(1)
+	s := tl.All()
+	if len(s.Events) != 2 {
+		t.Fatalf("after two lost steps, All takes %d events, want 2", len(s.Events))
+	}
+}
+
+func TestUnionByID(t *testing.T) {
+	mk := func(ids ...int64) []parley.Event {
+		out := make([]parley.Event, len(ids))
+		for i, id := range ids {
+			out[i] = ev("u", id)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name          string
+		table, recent []int64
+		limit         int
+		want          []int64
+	}{
+		{"table then tail", []int64{1, 2}, []int64{3, 4}, 10, []int64{1, 2, 3, 4}},
+		{"merged events in both", []int64{1, 2, 3}, []int64{2, 3, 4}, 10, []int64{1, 2, 3, 4}},
+		{"limit", []int64{1, 2}, []int64{3, 4}, 3, []int64{1, 2, 3}},
+		{"tail only", nil, []int64{5, 6}, 10, []int64{5, 6}},
+		// The tail still holds 1–2, merged and since pruned from the
+		// table, which starts at 5: they are not part of the log.
+		{"pruned events left out", []int64{5, 6}, []int64{1, 2, 7}, 10, []int64{5, 6, 7}},
+	} {
+		if got := idsOf(unionByID(mk(c.table...), mk(c.recent...), c.limit)); !slices.Equal(got, c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
