@@ -249,6 +249,24 @@ func (s *Server) loop(every time.Duration, fn func(context.Context)) {
 
 // prune applies the retention policy.
 func (s *Server) prune(ctx context.Context) {
+	// PruneEvents merges SQLite's tail of new events first, all in its
+	// transaction; drained here in steps, that transaction finds little
+	// left. (Merged in one, a soak's 60,000 events left the writer's
+	// memory 90 MiB larger for good.)
+	for range 1000 {
+		var more bool
+		err := s.store.Update(ctx, func(tx *store.Tx) (err error) {
+			more, err = tx.MergeTailStep(4096)
+			return err
+		})
+		if err != nil {
+			s.log.Error("merge event tail", "err", err)
+			return
+		}
+		if !more {
+			break
+		}
+	}
 	before := time.Now().Add(-s.cfg.RetentionAge)
 	var n int64
 	err := s.store.Update(ctx, func(tx *store.Tx) (err error) {

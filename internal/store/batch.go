@@ -189,13 +189,33 @@ func (tx *Tx) MergeTail(s *MergeStep) error {
 	if err := tx.insertEvents(s.Events, true); err != nil {
 		return err
 	}
-	for part := range slices.Chunk(s.Done, headChunk) {
+	for part := range chunks(s.Done, headChunk) {
 		in, args := inIDs(part)
 		if _, err := tx.exec(`DELETE FROM event_batches WHERE seq IN `+in, args...); err != nil {
 			return fmt.Errorf("delete merged event batches: %w", err)
 		}
 	}
 	return nil
+}
+
+// MergeTailStep merges about max of the tail's events (whole users) into
+// the events table, and reports whether there were any. Without a tail
+// (PostgreSQL) it does nothing. A caller draining the tail this way, one
+// transaction per step, keeps each transaction small where PruneEvents
+// would merge all of it in one.
+func (tx *Tx) MergeTailStep(max int) (bool, error) {
+	if tx.tail == nil {
+		return false, nil
+	}
+	s := tx.tail.Step(max)
+	if s == nil {
+		return false, nil
+	}
+	if err := tx.MergeTail(s); err != nil {
+		return false, err
+	}
+	tx.merges = append(tx.merges, s)
+	return true, nil
 }
 
 // LoadTail adds the events of every event_batches row to t: what a back end

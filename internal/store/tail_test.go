@@ -105,3 +105,27 @@ func TestUnionByID(t *testing.T) {
 		}
 	}
 }
+
+// chunks covers the input in order, in parts of a few sizes only.
+func TestChunksFewShapes(t *testing.T) {
+	shapes := map[int]bool{}
+	for n := range 1200 {
+		in := make([]int, n)
+		for i := range in {
+			in[i] = i
+		}
+		var out []int
+		for part := range chunks(in, 200) {
+			shapes[len(part)] = true
+			out = append(out, part...)
+		}
+		if !slices.Equal(in, out) {
+			t.Fatalf("n=%d: chunks gave back %d elements, out of order or short", n, len(out))
+		}
+	}
+	for size := range shapes {
+		if size != 200 && size != 40 && size != 8 && size != 1 {
+			t.Errorf("a part of %d elements: not one of 200, 40, 8, 1", size)
+		}
+	}
+}
