@@ -114,10 +114,12 @@ func open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	// first minute to the fourth of a soak; +0.6 % with 2 MiB) and bought
 	// nothing, since the pages a commit touches are spread over a log far
 	// larger than either (BENCHMARKS.md, fifth sitting). With cache_spill
-	// off, a transaction that dirties more (a
-	// 10,000-user fan-out touches pages all over the events index) grows
-	// the cache for as long as it runs instead of spilling pages to the WAL
-	// mid-transaction, and the extra pages are freed when it commits.
+	// off, a transaction that dirties more (a merge of the tail touches
+	// pages all over the events index) grows the cache for as long as it
+	// runs instead of spilling pages to the WAL mid-transaction. The pages
+	// are freed when it commits, but SQLite's allocator keeps its peak, so
+	// merges run in bounded steps (stepEvents; the prune loop drains the
+	// tail the same way before it prunes).
 	write, err := sql.Open("sqlite", dsn+"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-2048)&_pragma=cache_spill(0)"+
 		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walLimit))
 	if err != nil {
