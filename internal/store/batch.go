@@ -182,11 +182,12 @@ func (tx *Tx) Batches() []Batch { return tx.batches }
 func (tx *Tx) Merges() []*MergeStep { return tx.merges }
 
 // MergeTail writes a merge step: the events into the events table (any
-// already there, from a batch reloaded after a crash, are skipped) and the
-// deletion of the batch rows it empties. The caller applies it to the tail
-// (Tail.Merged) once the transaction commits.
+// already there are skipped if the step holds events reloaded after a
+// crash; MergeStep.Reloaded) and the deletion of the batch rows it empties.
+// The caller applies it to the tail (Tail.Merged) once the transaction
+// commits, or gives it up (Tail.Abandon) if it rolls back.
 func (tx *Tx) MergeTail(s *MergeStep) error {
-	if err := tx.insertEvents(s.Events, true); err != nil {
+	if err := tx.insertEvents(s.Events, s.Reloaded); err != nil {
 		return err
 	}
 	for part := range chunks(s.Done, headChunk) {
@@ -236,7 +237,7 @@ func (tx *Tx) LoadTail(t *Tail) error {
 		if err != nil {
 			return fmt.Errorf("event batch %d: %w", seq, err)
 		}
-		t.Add(Batch{Seq: seq, Events: evs})
+		t.Add(Batch{Seq: seq, Events: evs, Reloaded: true})
 	}
 	return rows.Err()
 }

@@ -32,8 +32,10 @@ import (
 //
 // On start the back end reloads the event_batches rows (Tx.LoadTail); a
 // row is deleted by the merge that takes its last event. A crash between
-// two merges of one batch's users reloads events already merged: merges
-// skip rows that exist, and reads drop duplicates.
+// two merges of one batch's users reloads events already merged: a merge
+// of reloaded events skips rows that exist, and reads drop duplicates. Any
+// other collision fails the merge, so that an acknowledged event is never
+// dropped quietly.
 //
 // The writer calls Add, Step and Merged, one at a time; reads may come from
 // any goroutine.
@@ -42,7 +44,8 @@ type Tail struct {
 	logs     map[string][]tailEvent // per user, ids ascending and contiguous
 	unmerged int
 	held     int             // events in logs, merged or not
-	batches  map[int64]int   // seq of a batch row → its events not yet merged
+	batches  map[int64]int   // seq of a batch row → its events neither merged nor in an open step
+	open     []*MergeStep    // steps planned in the open transaction
 	ages     []batchAge      // batches in seq order, those merged dropped from the front
 	queue    []string        // users the merge goes through next, in key order
 	dropping map[string]bool // users with merged events still held
@@ -63,15 +66,20 @@ type batchAge struct {
 // (with a parley.Event here, GC was a fifth of the merge's CPU).
 type tailEvent struct {
 	id     int64
-	merged uint64    // the gen of the merge that wrote it to the table; 0 if none has
+	merged uint64    // the gen of the merge that wrote it to the table; 0 if none has, planned if one is open
 	body   *tailBody // shared by the events of a batch that carry one payload
 }
 
+// planned marks an event taken by a step of the open transaction: later
+// steps skip it, and a rollback (Abandon) puts it back.
+const planned = ^uint64(0)
+
 type tailBody struct {
-	batch int64 // seq of the event_batches row
-	typ   string
-	data  json.RawMessage
-	at    parley.Time
+	batch    int64 // seq of the event_batches row
+	reloaded bool  // read back at start: the table may hold some of the batch already
+	typ      string
+	data     json.RawMessage
+	at       parley.Time
 }
 
 func (e tailEvent) event(user string) parley.Event {
@@ -80,8 +88,9 @@ func (e tailEvent) event(user string) parley.Event {
 
 // Batch is one appended run of events, stored as one event_batches row.
 type Batch struct {
-	Seq    int64
-	Events []parley.Event // in log order per user
+	Seq      int64
+	Events   []parley.Event // in log order per user
+	Reloaded bool           // read back by LoadTail rather than just appended
 }
 
 // MergeStep is a merge of some users' unmerged events into the events
@@ -90,7 +99,12 @@ type Batch struct {
 type MergeStep struct {
 	Events []parley.Event // by user in key order, then by id
 	Done   []int64        // batch rows that hold no unmerged event after it
-	counts map[int64]int  // seq → events of that batch merged by this step
+	// Reloaded: some events come from batches read back at start, which
+	// a merge cut short by a crash may have written already. Only then
+	// does the merge skip rows that exist; otherwise a collision is an
+	// error, not an acknowledged event dropped.
+	Reloaded bool
+	counts   map[int64]int // seq → events of that batch in this step
 }
 
 // NewTail returns an empty tail.
@@ -114,7 +128,7 @@ func (t *Tail) Add(batches ...Batch) {
 		var body *tailBody
 		for _, e := range b.Events {
 			if body == nil || body.typ != e.Type || !sameData(body.data, e.Data) {
-				body = &tailBody{batch: b.Seq, typ: e.Type, data: e.Data, at: e.Time}
+				body = &tailBody{batch: b.Seq, reloaded: b.Reloaded, typ: e.Type, data: e.Data, at: e.Time}
 			}
 			t.logs[e.UserID] = append(t.logs[e.UserID], tailEvent{id: e.ID, body: body})
 		}
@@ -147,14 +161,21 @@ func (t *Tail) Unmerged() int {
 func (t *Tail) Oldest() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.trimAges()
+	if len(t.ages) == 0 {
+		return time.Time{}
+	}
+	return t.ages[0].at
+}
+
+// trimAges forgets the ages of batches that have no event left to merge.
+func (t *Tail) trimAges() {
 	for len(t.ages) > 0 && t.batches[t.ages[0].seq] == 0 {
 		t.ages = t.ages[1:]
 	}
 	if len(t.ages) == 0 {
 		t.ages = nil // let the backing array go
-		return time.Time{}
 	}
-	return t.ages[0].at
 }
 
 // Held returns how many events the tail holds, merged or not.
@@ -165,8 +186,10 @@ func (t *Tail) Held() int {
 }
 
 // Step plans the merge of at least one user's unmerged events, whole users
-// in key order from where the last step ended, until about maxEvents. It
-// returns nil if there is nothing to merge.
+// in key order from where the last step ended, until about maxEvents, and
+// marks them planned. It returns nil if there is nothing to merge. The
+// caller writes the step (Tx.MergeTail) and then applies it with Merged
+// once the transaction commits, or gives it up with Abandon.
 func (t *Tail) Step(maxEvents int) *MergeStep {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -192,24 +215,83 @@ func (t *Tail) Step(maxEvents int) *MergeStep {
 		u := t.queue[0]
 		t.queue = t.queue[1:]
 		log := t.logs[u]
-		for _, e := range log[unmergedFrom(log):] {
+		for k := unmergedFrom(log); k < len(log); k++ {
+			e := &log[k]
+			e.merged = planned
 			s.Events = append(s.Events, e.event(u))
+			s.Reloaded = s.Reloaded || e.body.reloaded
 			s.counts[e.body.batch]++
+			if t.batches[e.body.batch]--; t.batches[e.body.batch] == 0 {
+				delete(t.batches, e.body.batch)
+				s.Done = append(s.Done, e.body.batch)
+			}
 		}
 	}
 	if len(s.Events) == 0 {
 		return nil
 	}
-	for seq, n := range s.counts {
-		if t.batches[seq] == n {
-			s.Done = append(s.Done, seq)
-		}
-	}
 	slices.Sort(s.Done)
+	t.open = append(t.open, s)
 	return s
 }
 
-// All plans the merge of every unmerged event.
+// Abandon gives up steps whose transaction was rolled back: their events
+// are to merge again.
+func (t *Tail) Abandon(steps ...*MergeStep) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range steps {
+		if !t.close(s) {
+			continue // applied or given up already
+		}
+		t.mark(s, planned, 0)
+		for seq, n := range s.counts {
+			t.batches[seq] += n
+		}
+	}
+}
+
+// Rollback gives up every step planned in the open transaction.
+func (t *Tail) Rollback() {
+	t.mu.RLock()
+	open := slices.Clone(t.open)
+	t.mu.RUnlock()
+	t.Abandon(open...)
+}
+
+// close removes s from the open steps and reports whether it was one.
+func (t *Tail) close(s *MergeStep) bool {
+	i := slices.Index(t.open, s)
+	if i < 0 {
+		return false
+	}
+	t.open = slices.Delete(t.open, i, i+1)
+	return true
+}
+
+// mark sets the merged field of the step's events from one value to another.
+func (t *Tail) mark(s *MergeStep, from, to uint64) {
+	for i := 0; i < len(s.Events); {
+		u := s.Events[i].UserID
+		log := t.logs[u]
+		for ; i < len(s.Events) && s.Events[i].UserID == u; i++ {
+			k, ok := slices.BinarySearchFunc(log, s.Events[i].ID, func(e tailEvent, id int64) int {
+				return cmp.Compare(e.id, id)
+			})
+			if ok && log[k].merged == from {
+				log[k].merged = to
+				if to != 0 && to != planned {
+					t.unmerged--
+				}
+			}
+		}
+		if to != 0 && to != planned {
+			t.dropping[u] = true
+		}
+	}
+}
+
+// All plans the merge of every unmerged event, as Step does.
 func (t *Tail) All() *MergeStep {
 	t.mu.Lock()
 	t.queue = t.queue[:0]
@@ -237,25 +319,11 @@ func (t *Tail) Merged(s *MergeStep) {
 	t.readMu.Unlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := 0; i < len(s.Events); {
-		u := s.Events[i].UserID
-		log := t.logs[u]
-		for ; i < len(s.Events) && s.Events[i].UserID == u; i++ {
-			k, ok := slices.BinarySearchFunc(log, s.Events[i].ID, func(e tailEvent, id int64) int {
-				return cmp.Compare(e.id, id)
-			})
-			if ok && log[k].merged == 0 {
-				log[k].merged = gen
-				t.unmerged--
-			}
-		}
-		t.dropping[u] = true
+	if !t.close(s) {
+		return
 	}
-	for seq, n := range s.counts {
-		if t.batches[seq] -= n; t.batches[seq] <= 0 {
-			delete(t.batches, seq)
-		}
-	}
+	t.mark(s, planned, gen)
+	t.trimAges()
 	t.drop()
 }
 
@@ -319,8 +387,14 @@ func (t *Tail) after(user string, after int64, limit int) []parley.Event {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	log := t.logs[user]
-	i, _ := slices.BinarySearchFunc(log, after+1, func(e tailEvent, id int64) int { return cmp.Compare(e.id, id) })
-	log = log[i:min(len(log), i+limit)]
+	i, _ := slices.BinarySearchFunc(log, after, func(e tailEvent, id int64) int {
+		if e.id <= id {
+			return -1
+		}
+		return 1
+	})
+	log = log[i:]
+	log = log[:min(len(log), max(limit, 0))]
 	if len(log) == 0 {
 		return nil
 	}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"testing"
 
@@ -65,16 +66,38 @@ func TestTailMergeAndDrop(t *testing.T) {
 	}
 }
 
-// A step planned but not committed (its transaction rolled back) leaves
-// its events to a later step.
-func TestTailStepNotApplied(t *testing.T) {
+// Steps planned in one transaction take disjoint events, so each batch row
+// is listed as done by the step that takes its last event; a rollback gives
+// them all back.
+func TestTailStepsInOneTransaction(t *testing.T) {
 	tl := NewTail()
-	tl.Add(Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_a", 1), ev("u_b", 1)}})
-	_ = tl.Step(1)
-	_ = tl.Step(1)
-	s := tl.All()
-	if len(s.Events) != 2 {
-		t.Fatalf("after two lost steps, All takes %d events, want 2", len(s.Events))
+	tl.Add(
+		Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_a", 1)}},
+		Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_b", 1)}},
+		Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_b", 2), ev("u_c", 1)}},
+	)
+	plan := func() [][]int64 {
+		var done [][]int64
+		for s := tl.Step(1); s != nil; s = tl.Step(1) {
+			done = append(done, s.Done)
+		}
+		return done
+	}
+	// u_a empties batch 1; u_b empties batch 2 and half of 3; u_c the rest.
+	want := [][]int64{{1}, {2}, {3}}
+	if got := plan(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("done per step = %v, want %v", got, want)
+	}
+	tl.Rollback()
+	if got := plan(); !slices.EqualFunc(got, want, slices.Equal) {
+		t.Fatalf("after a rollback, done per step = %v, want %v", got, want)
+	}
+	steps := slices.Clone(tl.open)
+	for _, s := range steps {
+		tl.Merged(s)
+	}
+	if tl.Unmerged() != 0 || len(tl.batches) != 0 || tl.Step(10) != nil {
+		t.Fatalf("after merging: %d unmerged, batches %v", tl.Unmerged(), tl.batches)
 	}
 }
 
@@ -127,5 +150,20 @@ func TestChunksFewShapes(t *testing.T) {
 		if size != 200 && size != 40 && size != 8 && size != 1 {
 			t.Errorf("a part of %d elements: not one of 200, 40, 8, 1", size)
 		}
+	}
+}
+
+// Reads at the ends of the id range neither wrap around nor panic.
+func TestTailAfterBounds(t *testing.T) {
+	tl := NewTail()
+	tl.Add(Batch{Seq: tl.nextSeq(), Events: []parley.Event{ev("u_a", 1), ev("u_a", 2)}})
+	if got := tl.after("u_a", math.MaxInt64, 10); got != nil {
+		t.Fatalf("after the largest id: %v", got)
+	}
+	if got := idsOf(tl.after("u_a", 0, math.MaxInt)); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("with the largest limit: %v", got)
+	}
+	if got := idsOf(tl.after("u_a", 1, 1)); !slices.Equal(got, []int64{2}) {
+		t.Fatalf("after 1, limit 1: %v", got)
 	}
 }

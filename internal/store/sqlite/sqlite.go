@@ -237,9 +237,6 @@ func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
 // ms with them, 47-63 ms without). A read here takes microseconds to a few
 // milliseconds, so it runs to the end.
 func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
-	// Before the snapshot: merged events stay in the tail until it ends.
-	gen := db.tail.BeginRead()
-	defer db.tail.EndRead(gen)
 	var rc *stmtCache
 	select {
 	case rc = <-db.readers:
@@ -257,6 +254,10 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 		}
 		rc = newStmtCache(conn)
 	}
+	// Before the snapshot (SQLite takes it at the first statement):
+	// merged events stay in the tail until this read ends.
+	gen := db.tail.BeginRead()
+	defer db.tail.EndRead(gen)
 	if _, err := rc.ExecContext(ctx, "BEGIN"); err != nil {
 		return fmt.Errorf("begin read: %w", err)
 	}
@@ -427,6 +428,7 @@ func (db *DB) mergeStep(ctx context.Context, conn *stmtCache, size int) bool {
 		// The events stay in the tail and their batch rows in the
 		// table; a later step tries again.
 		_, _ = conn.ExecContext(ctx, "ROLLBACK")
+		db.tail.Abandon(s)
 		slog.Error("merge event tail", "err", err)
 		return false
 	}
@@ -439,6 +441,7 @@ func (db *DB) mergeStep(ctx context.Context, conn *stmtCache, size int) bool {
 func (db *DB) rollback(ctx context.Context, conn *stmtCache) {
 	_, _ = conn.ExecContext(ctx, "ROLLBACK")
 	db.heads.EndTransaction(false)
+	db.tail.Rollback()
 }
 
 func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
@@ -555,6 +558,7 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 	}()
 	db.heads.EndRequest(req.err == nil)
 	if req.err != nil {
+		db.tail.Abandon(tx.Merges()...)
 		return false
 	}
 	req.events, req.batches, req.merges = tx.Appended(), tx.Batches(), tx.Merges()

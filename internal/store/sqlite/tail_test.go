@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -252,4 +253,34 @@ func TestTailReadsDuringMerges(t *testing.T) {
 		t.Error(err)
 	}
 	checkLogs(t, db, users, rounds.Load())
+}
+
+// A merge that meets a row already in the table fails rather than drop the
+// tail's event, unless the event was reloaded after a crash (TestTailReloads):
+// outside that case a collision means two writers, and the acknowledged
+// event must not vanish quietly.
+func TestTailMergeCollisionFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db := openAt(t, path)
+	defer db.Close()
+	users := mustCreateUsers(t, db, 3)
+	fanOut(t, db, users, "m1")
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, 1, 'app.other', '{}', 1)`, users[1]); err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.PruneEvents(time.Unix(0, 0), 0) // merges the tail first
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "UNIQUE") {
+		t.Fatalf("merge over an existing row: %v, want a unique-constraint error", err)
+	}
+	if _, batches := rowCounts(t, path); batches != 1 {
+		t.Fatalf("%d batch rows after the failed merge, want 1", batches)
+	}
 }
