@@ -51,6 +51,14 @@ func TestOpsEndpoints(t *testing.T) {
 	if got := metric(t, n, "parley_events_written_total"); got != 1 {
 		t.Fatalf("parley_events_written_total = %v after one event", got)
 	}
+	if n.Config.DatabaseURL == "" || strings.HasPrefix(n.Config.DatabaseURL, "sqlite:") {
+		// The embedded store holds the event in its tail until the
+		// writer, idle for a second, merges it.
+		if got := metric(t, n, "parley_store_tail_events"); got != 1 {
+			t.Fatalf("parley_store_tail_events = %v right after one event, want 1", got)
+		}
+		eventually(t, 5*time.Second, "parley_store_tail_events to drop to 0", func() bool { return metric(t, n, "parley_store_tail_events") == 0 })
+	}
 	s.Close()
 	eventually(t, 5*time.Second, "parley_streams_open to drop to 0", func() bool { return metric(t, n, "parley_streams_open") == 0 })
 

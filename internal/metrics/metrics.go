@@ -63,6 +63,15 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
+// WatchTail adds the gauge of events the embedded store holds in its tail,
+// not yet merged into its events table (store.Tail): it should stay under
+// a few hundred thousand and fall to 0 when the node is quiet.
+func (m *Metrics) WatchTail(unmerged func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_store_tail_events", Help: "Events appended on the embedded database and not yet merged into its events table.",
+	}, unmerged))
+}
+
 // Replayed counts events sent from the log.
 func (m *Metrics) Replayed(n int) { m.EventsReplayed.Add(float64(n)) }
 

@@ -97,11 +97,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		Recheck:     s.cluster != nil,
 		OnDelivered: s.chat.Delivered, OnPoll: s.presence.Polled,
 	}
-	if _, local := s.store.(*sqlite.DB); local {
+	if db, local := s.store.(*sqlite.DB); local {
 		// Opening a stream is then CPU work on this process alone: more
 		// openings at once than Ps only lengthen the run queue. PostgreSQL
 		// reads wait on the network, where more at once is what helps.
 		streams.Openings = runtime.GOMAXPROCS(0)
+		s.metrics.WatchTail(func() float64 { return float64(db.Unmerged()) })
 	}
 	s.api = &httpapi.API{
 		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,

@@ -274,6 +274,10 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 	return fn(store.NewReadTx(ctx, rc, dialect{}, db.tail))
 }
 
+// Unmerged returns how many events the tail holds that are not yet merged
+// into the events table.
+func (db *DB) Unmerged() int { return db.tail.Unmerged() }
+
 // Ping reports whether the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
 
