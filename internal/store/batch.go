@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -181,24 +180,6 @@ func (tx *Tx) Batches() []Batch { return tx.batches }
 // the whole tail first), to apply to the tail once it commits.
 func (tx *Tx) Merges() []*MergeStep { return tx.merges }
 
-// MergeTail writes a merge step: the events into the events table (any
-// already there are skipped if the step holds events reloaded after a
-// crash; MergeStep.Reloaded) and the deletion of the batch rows it empties.
-// The caller applies it to the tail (Tail.Merged) once the transaction
-// commits, or gives it up (Tail.Abandon) if it rolls back.
-func (tx *Tx) MergeTail(s *MergeStep) error {
-	if err := tx.insertEvents(s.Events, s.Reloaded); err != nil {
-		return err
-	}
-	for part := range chunks(s.Done, headChunk) {
-		in, args := inIDs(part)
-		if _, err := tx.exec(`DELETE FROM event_batches WHERE seq IN `+in, args...); err != nil {
-			return fmt.Errorf("delete merged event batches: %w", err)
-		}
-	}
-	return nil
-}
-
 // MergeTailStep merges about max of the tail's events (whole users) into
 // the events table, and reports whether there were any. Without a tail
 // (PostgreSQL) it does nothing. A caller draining the tail this way, one
@@ -208,12 +189,26 @@ func (tx *Tx) MergeTailStep(max int) (bool, error) {
 	if tx.tail == nil {
 		return false, nil
 	}
-	s := tx.tail.Step(max)
+	return tx.mergeTail(tx.tail.Step(max))
+}
+
+// mergeTail writes a planned step (nil: nothing to merge): the events into
+// the events table (any already there are skipped if the step holds events
+// reloaded after a crash; MergeStep.Reloaded) and the deletion of the batch
+// rows it empties. The back end applies it to the tail (Tail.Merged) once
+// the transaction commits, or gives it up (Tail.Abandon) if it rolls back.
+func (tx *Tx) mergeTail(s *MergeStep) (bool, error) {
 	if s == nil {
 		return false, nil
 	}
-	if err := tx.MergeTail(s); err != nil {
+	if err := tx.insertEvents(s.Events, s.Reloaded); err != nil {
 		return false, err
+	}
+	for part := range chunks(s.Done, headChunk) {
+		in, args := inList(part)
+		if _, err := tx.exec(`DELETE FROM event_batches WHERE seq IN `+in, args...); err != nil {
+			return false, fmt.Errorf("delete merged event batches: %w", err)
+		}
 	}
 	tx.merges = append(tx.merges, s)
 	return true, nil
@@ -240,13 +235,4 @@ func (tx *Tx) LoadTail(t *Tail) error {
 		t.Add(Batch{Seq: seq, Events: evs, Reloaded: true})
 	}
 	return rows.Err()
-}
-
-// inIDs is inList for integer keys.
-func inIDs(ids []int64) (string, []any) {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	return "(?" + strings.Repeat(", ?", len(ids)-1) + ")", args
 }

@@ -379,7 +379,7 @@ func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 
 // inList returns the placeholder list "(?, ?, …)" for ids and the statement's
 // arguments: lead, then ids. ids must not be empty.
-func inList(ids []string, lead ...any) (string, []any) {
+func inList[K string | int64](ids []K, lead ...any) (string, []any) {
 	args := make([]any, 0, len(lead)+len(ids))
 	args = append(args, lead...)
 	for _, id := range ids {
@@ -408,11 +408,8 @@ func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {
 	if tx.tail != nil {
 		// Events still in the tail are not in the table that is pruned
 		// below, nor counted among each user's newest: merge them all.
-		if s := tx.tail.All(); s != nil {
-			if err := tx.MergeTail(s); err != nil {
-				return 0, err
-			}
-			tx.merges = append(tx.merges, s)
+		if _, err := tx.mergeTail(tx.tail.All()); err != nil {
+			return 0, err
 		}
 	}
 	if tx.heads != nil {

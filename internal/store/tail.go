@@ -94,7 +94,7 @@ type Batch struct {
 }
 
 // MergeStep is a merge of some users' unmerged events into the events
-// table: Tail.Step plans it, Tx.MergeTail writes it, Tail.Merged applies it
+// table: Tail.Step plans it, Tx.MergeTailStep writes it, Tail.Merged applies it
 // once it is committed.
 type MergeStep struct {
 	Events []parley.Event // by user in key order, then by id
@@ -188,7 +188,7 @@ func (t *Tail) Held() int {
 // Step plans the merge of at least one user's unmerged events, whole users
 // in key order from where the last step ended, until about maxEvents, and
 // marks them planned. It returns nil if there is nothing to merge. The
-// caller writes the step (Tx.MergeTail) and then applies it with Merged
+// caller writes the step (Tx.MergeTailStep) and then applies it with Merged
 // once the transaction commits, or gives it up with Abandon.
 func (t *Tail) Step(maxEvents int) *MergeStep {
 	t.mu.Lock()

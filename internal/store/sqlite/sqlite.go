@@ -414,31 +414,25 @@ func (db *DB) keepUp(ctx context.Context, conn *stmtCache, appended int) {
 }
 
 // mergeStep merges the next step of the tail into the events table in a
-// transaction of its own, and reports whether it did.
+// transaction of its own, run as any request is (commit applies the step
+// to the tail, or gives it back on a rollback), and reports whether it did.
 func (db *DB) mergeStep(ctx context.Context, conn *stmtCache, size int) bool {
-	s := db.tail.Step(size)
-	if s == nil {
+	if db.tail.Unmerged() == 0 {
 		return false
 	}
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		slog.Error("merge event tail", "err", err)
-		return false
-	}
-	err := store.NewTx(ctx, conn, dialect{}).MergeTail(s)
-	if err == nil {
-		_, err = conn.ExecContext(ctx, "COMMIT")
-	}
-	if err != nil {
+	var merged bool
+	req := &request{ctx: ctx, done: make(chan struct{}), fn: func(tx *store.Tx) (err error) {
+		merged, err = tx.MergeTailStep(size)
+		return err
+	}}
+	db.commit(ctx, conn, []*request{req})
+	if req.err != nil {
 		// The events stay in the tail and their batch rows in the
 		// table; a later step tries again.
-		_, _ = conn.ExecContext(ctx, "ROLLBACK")
-		db.tail.Abandon(s)
-		slog.Error("merge event tail", "err", err)
+		slog.Error("merge event tail", "err", req.err)
 		return false
 	}
-	db.commits.Add(1)
-	db.tail.Merged(s)
-	return true
+	return merged
 }
 
 // rollback ends the open transaction without committing it.
