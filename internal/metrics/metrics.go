@@ -64,11 +64,11 @@ func (m *Metrics) Handler() http.Handler {
 }
 
 // WatchTail adds the gauge of events the embedded store holds in its tail,
-// not yet merged into its events table (store.Tail): it should stay under
+// not yet merged into its tables (store.Tail): it should stay under
 // a few hundred thousand and fall to 0 when the node is quiet.
 func (m *Metrics) WatchTail(unmerged func() float64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "parley_store_tail_events", Help: "Events appended on the embedded database and not yet merged into its events table.",
+		Name: "parley_store_tail_events", Help: "Events appended on the embedded database and not yet merged into its tables.",
 	}, unmerged))
 }
 

@@ -181,7 +181,7 @@ func (tx *Tx) Batches() []Batch { return tx.batches }
 func (tx *Tx) Merges() []*MergeStep { return tx.merges }
 
 // MergeTailStep merges about max of the tail's events (whole users) into
-// the events table, and reports whether there were any. Without a tail
+// event_runs, and reports whether there were any. Without a tail
 // (PostgreSQL) it does nothing. A caller draining the tail this way, one
 // transaction per step, keeps each transaction small where PruneEvents
 // would merge all of it in one.
@@ -193,7 +193,7 @@ func (tx *Tx) MergeTailStep(max int) (bool, error) {
 }
 
 // mergeTail writes a planned step (nil: nothing to merge): the events into
-// the events table (any already there are skipped if the step holds events
+// event_runs (any already merged are skipped if the step holds events
 // reloaded after a crash; MergeStep.Reloaded) and the deletion of the batch
 // rows it empties. The back end applies it to the tail (Tail.Merged) once
 // the transaction commits, or gives it up (Tail.Abandon) if it rolls back.
@@ -201,7 +201,14 @@ func (tx *Tx) mergeTail(s *MergeStep) (bool, error) {
 	if s == nil {
 		return false, nil
 	}
-	if err := tx.insertEvents(s.Events, s.Reloaded); err != nil {
+	events := s.Events
+	if s.Reloaded {
+		var err error
+		if events, err = tx.notMerged(events); err != nil {
+			return false, err
+		}
+	}
+	if err := tx.insertRuns(events); err != nil {
 		return false, err
 	}
 	for part := range chunks(s.Done, headChunk) {

@@ -75,7 +75,7 @@ func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
 	if tx.tail != nil {
 		err = tx.insertBatch(logOrder, now)
 	} else {
-		err = tx.insertEvents(logOrder, false)
+		err = tx.insertEvents(logOrder)
 	}
 	if err != nil {
 		return nil, err
@@ -218,16 +218,11 @@ func (tx *Tx) lockHeads(users []string, forUpdate string) error {
 	return rows.Err()
 }
 
-// insertEvents inserts events into the events table; with skipExisting,
-// events already there are left as they are.
-func (tx *Tx) insertEvents(events []parley.Event, skipExisting bool) error {
-	var tail string
-	if skipExisting {
-		tail = ` ON CONFLICT DO NOTHING`
-	}
+// insertEvents inserts events into the events table.
+func (tx *Tx) insertEvents(events []parley.Event) error {
 	for part := range chunks(events, rowChunk) {
 		q := `INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, ?, ?, ?, ?)` +
-			strings.Repeat(`, (?, ?, ?, ?, ?)`, len(part)-1) + tail
+			strings.Repeat(`, (?, ?, ?, ?, ?)`, len(part)-1)
 		args := make([]any, 0, 5*len(part))
 		var data []byte
 		var dataArg any
@@ -286,10 +281,16 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(recent) == 0 {
+	if tx.tail == nil {
 		return out, nil
 	}
-	return unionByID(out, recent, limit), nil
+	// With a tail, the events table holds only what was merged before
+	// event_runs existed: older than any run.
+	runs, err := tx.runsAfter(userID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return unionByID(unionByID(out, runs, limit), recent, limit), nil
 }
 
 // unionByID merges a user's events from the table and from the tail (both
@@ -322,13 +323,31 @@ func unionByID(table, recent []parley.Event, limit int) []parley.Event {
 // where it is past h.last_id (a HeadCache moved it), else h.last_id.
 const headOf = `COALESCE((SELECT e.id FROM events e WHERE e.user_id = h.user_id AND e.id > h.last_id ORDER BY e.id DESC LIMIT 1), h.last_id)`
 
+// headOfRuns is headOf where merges write event_runs (SQLite's MAX of two).
+const headOfRuns = `MAX(` + headOf + `, COALESCE((SELECT r.last_id FROM event_runs r WHERE r.user_id = h.user_id ORDER BY r.last_id DESC LIMIT 1), 0))`
+
+// head is the headOf for this transaction's back end.
+func (tx *Tx) head() string {
+	if tx.tail != nil {
+		return headOfRuns
+	}
+	return headOf
+}
+
 // LogBounds returns the oldest retained id and the newest id of the user's log.
 // An empty log has first = last+1.
 func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
 	// One statement: a stream's opening runs it for every reconnect.
 	var oldest *int64
-	err = tx.queryRow(`SELECT `+headOf+`, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id)
-		FROM event_heads h WHERE h.user_id = ?`, userID).Scan(&last, &oldest)
+	q := `SELECT ` + headOf + `, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id)
+		FROM event_heads h WHERE h.user_id = ?`
+	if tx.tail != nil {
+		// Runs are newer than the events table's rows.
+		q = `SELECT ` + headOfRuns + `, COALESCE((SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id),
+			(SELECT r.first_id FROM event_runs r WHERE r.user_id = h.user_id ORDER BY r.last_id LIMIT 1))
+		FROM event_heads h WHERE h.user_id = ?`
+	}
+	err = tx.queryRow(q, userID).Scan(&last, &oldest)
 	if isNoRows(err) {
 		return 0, 0, parley.NotFound
 	}
@@ -359,7 +378,7 @@ func (tx *Tx) LogHeads(userIDs []string) (map[string]int64, error) {
 	ids := slices.DeleteFunc(slices.Clone(userIDs), impossibleKey)
 	for part := range chunks(ids, headChunk) {
 		in, args := inList(part)
-		rows, err := tx.query(`SELECT h.user_id, `+headOf+` FROM event_heads h WHERE h.user_id IN `+in, args...)
+		rows, err := tx.query(`SELECT h.user_id, `+tx.head()+` FROM event_heads h WHERE h.user_id IN `+in, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -415,8 +434,11 @@ func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {
 	if tx.heads != nil {
 		// The head rows lag behind a HeadCache; an emptied log must still
 		// know its head, so bring them up to date first.
-		if _, err := tx.exec(`UPDATE event_heads AS h SET last_id = ` + headOf + `
-			WHERE EXISTS (SELECT 1 FROM events e WHERE e.user_id = h.user_id AND e.id > h.last_id)`); err != nil {
+		beyond := `EXISTS (SELECT 1 FROM events e WHERE e.user_id = h.user_id AND e.id > h.last_id)`
+		if tx.tail != nil {
+			beyond += ` OR EXISTS (SELECT 1 FROM event_runs r WHERE r.user_id = h.user_id AND r.last_id > h.last_id)`
+		}
+		if _, err := tx.exec(`UPDATE event_heads AS h SET last_id = ` + tx.head() + ` WHERE ` + beyond); err != nil {
 			return 0, fmt.Errorf("update log heads: %w", err)
 		}
 	}
@@ -426,5 +448,10 @@ func (tx *Tx) PruneEvents(before time.Time, keep int) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if err != nil || tx.tail == nil {
+		return n, err
+	}
+	m, err := tx.pruneRuns(Micros(before), keep)
+	return n + m, err
 }

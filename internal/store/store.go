@@ -5,7 +5,7 @@
 // event exists if and only if its change does. The back ends differ only in how
 // they open the database, run transactions (SQLite batches them into group
 // commits, keeps log heads in memory and the newest events in a Tail that it
-// merges into the events table in bulk; PostgreSQL retries deadlocks) and
+// merges into event_runs in bulk; PostgreSQL retries deadlocks) and
 // recognise a unique violation.
 package store
 

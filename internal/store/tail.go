@@ -11,7 +11,7 @@ import (
 )
 
 // Tail is the newest part of every user's log, kept in memory by a back end
-// with a single writer (SQLite) and merged into the events table in bulk.
+// with a single writer (SQLite) and merged into the tables in bulk.
 //
 // Why: the events table is indexed by (user_id, id), so an append of one
 // event to each of 10,000 users is 10,000 inserts at 10,000 places in that
@@ -19,23 +19,24 @@ import (
 // its own, which the commit writes to the WAL and the checkpoint copies
 // back (~4 KB of disk writes per delivery). An append instead writes one
 // event_batches row (the whole append, its payloads stored once) and adds
-// the events here; a merge later inserts many events per user at once, so a
-// page of the index is written once for all of them.
+// the events here; a merge later writes all of a user's unmerged events as
+// one event_runs row (runs.go), so a page is written once for all of them.
 //
-// A user's log is then the events table and the tail together. Reads
+// A user's log is then the tables (events, then event_runs) and the tail
+// together. Reads
 // (Tx.EventsAfter, LogBounds, LogHeads) take their union and drop
 // duplicates: an event stays here for a while after it is merged, until
 // every read that began before the merge committed has ended (BeginRead),
-// since such a read's snapshot of the table may not hold it yet. A merge
-// takes all of a user's unmerged events at once, so the table holds each
+// since such a read's snapshot of the tables may not hold it yet. A merge
+// takes all of a user's unmerged events at once, so the tables hold each
 // log up to some id and the tail the rest.
 //
 // On start the back end reloads the event_batches rows (Tx.LoadTail); a
 // row is deleted by the merge that takes its last event. A crash between
 // two merges of one batch's users reloads events already merged: a merge
-// of reloaded events skips rows that exist, and reads drop duplicates. Any
-// other collision fails the merge, so that an acknowledged event is never
-// dropped quietly.
+// of reloaded events skips those up to each user's merged head, and reads
+// drop duplicates. Any other collision fails the merge, so that an
+// acknowledged event is never dropped quietly.
 //
 // The writer calls Add, Step and Merged, one at a time; reads may come from
 // any goroutine.
@@ -93,8 +94,8 @@ type Batch struct {
 	Reloaded bool           // read back by LoadTail rather than just appended
 }
 
-// MergeStep is a merge of some users' unmerged events into the events
-// table: Tail.Step plans it, Tx.MergeTailStep writes it, Tail.Merged applies it
+// MergeStep is a merge of some users' unmerged events into event_runs
+// (a row per run): Tail.Step plans it, Tx.MergeTailStep writes it, Tail.Merged applies it
 // once it is committed.
 type MergeStep struct {
 	Events []parley.Event // by user in key order, then by id
@@ -149,7 +150,7 @@ func (t *Tail) nextSeq() int64 {
 	return t.seq
 }
 
-// Unmerged returns how many events are not yet in the events table.
+// Unmerged returns how many events are not yet in the tables.
 func (t *Tail) Unmerged() int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -196,7 +197,8 @@ func (t *Tail) Step(maxEvents int) *MergeStep {
 	if t.unmerged == 0 {
 		return nil
 	}
-	s := &MergeStep{counts: map[int64]int{}}
+	// Whole users take a step past maxEvents: room for a few more.
+	s := &MergeStep{Events: make([]parley.Event, 0, min(maxEvents, t.unmerged)+64), counts: map[int64]int{}}
 	for len(s.Events) < maxEvents {
 		if len(t.queue) == 0 {
 			if len(s.Events) > 0 {

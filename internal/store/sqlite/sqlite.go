@@ -63,7 +63,7 @@ type DB struct {
 	ckptDone chan struct{}
 	commits  atomic.Uint64 // commits so far: the checkpointer skips idle ticks
 
-	tail *store.Tail // the newest events, not yet merged into the events table
+	tail *store.Tail // the newest events, not yet merged into the tables
 	lock *os.File    // held while open: one process per database file
 
 	// Writer only:
@@ -275,7 +275,7 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 }
 
 // Unmerged returns how many events the tail holds that are not yet merged
-// into the events table.
+// into the tables.
 func (db *DB) Unmerged() int { return db.tail.Unmerged() }
 
 // Ping reports whether the database answers.
@@ -365,9 +365,9 @@ func (db *DB) writer() {
 	}
 }
 
-// When the writer merges the tail into the events table (store.Tail says
+// When the writer merges the tail into event_runs (store.Tail says
 // why there is a tail). The more events per user a merge takes, the fewer
-// index pages it writes per event, so it lets mergeAt events gather (~13 per
+// rows and pages it writes per event, so it lets mergeAt events gather (~13 per
 // user in a 10,000-user fan-out; ~3 MB) and from then on merges, after each
 // commit, twice what the commit appended, unless requests are waiting;
 // past mergeHard it merges whether or not they are, until the tail is back
@@ -413,7 +413,7 @@ func (db *DB) keepUp(ctx context.Context, conn *stmtCache, appended int) {
 	}
 }
 
-// mergeStep merges the next step of the tail into the events table in a
+// mergeStep merges the next step of the tail into event_runs in a
 // transaction of its own, run as any request is (commit applies the step
 // to the tail, or gives it back on a rollback), and reports whether it did.
 func (db *DB) mergeStep(ctx context.Context, conn *stmtCache, size int) bool {

@@ -3,8 +3,10 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,7 +31,8 @@ func openAt(t *testing.T, path string) *sqlite.DB {
 	return db
 }
 
-// rowCounts reads the database file directly: events and event_batches rows.
+// rowCounts reads the database file directly: the events in the events
+// table and in event_runs, and the event_batches rows.
 func rowCounts(t *testing.T, path string) (events, batches int) {
 	t.Helper()
 	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
@@ -37,10 +40,20 @@ func rowCounts(t *testing.T, path string) (events, batches int) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if err := raw.QueryRow(`SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM event_batches)`).Scan(&events, &batches); err != nil {
+	if err := raw.QueryRow(`SELECT (SELECT COUNT(*) FROM events) + (SELECT COALESCE(SUM(last_id - first_id + 1), 0) FROM event_runs),
+		(SELECT COUNT(*) FROM event_batches)`).Scan(&events, &batches); err != nil {
 		t.Fatal(err)
 	}
 	return events, batches
+}
+
+// runOf is an event_runs blob of one event (store/runs.go), written by hand
+// to stand for what another process left in the file.
+func runOf(typ, data string) []byte {
+	b := []byte{2, 1}
+	b = append(binary.AppendUvarint(b, uint64(len(typ))), typ...)
+	b = append(binary.AppendUvarint(b, uint64(len(data))), data...)
+	return binary.AppendVarint(b, 0)
 }
 
 func fanOut(t *testing.T, db *sqlite.DB, users []string, m string) {
@@ -155,13 +168,19 @@ func TestTailReloads(t *testing.T) {
 	}
 
 	// What a merge step that ended with a crash leaves: some users'
-	// events of batch 1 in the table, the batch row still there.
+	// events of batch 1 merged, the batch row still there. Merged into
+	// event_runs, or into events by a version before event_runs.
 	raw, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range users[:10] {
+	for _, u := range users[:5] {
 		if _, err := raw.Exec(`INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, 1, 'app.test', '{"m":"m1"}', 1)`, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range users[5:10] {
+		if _, err := raw.Exec(`INSERT INTO event_runs (user_id, first_id, last_id, created_at, events) VALUES (?, 1, 1, 1, ?)`, u, runOf("app.test", `{"m":"m1"}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -270,7 +289,7 @@ func TestTailMergeCollisionFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	if _, err := raw.Exec(`INSERT INTO events (user_id, id, type, data, created_at) VALUES (?, 1, 'app.other', '{}', 1)`, users[1]); err != nil {
+	if _, err := raw.Exec(`INSERT INTO event_runs (user_id, first_id, last_id, created_at, events) VALUES (?, 1, 1, 1, ?)`, users[1], runOf("app.other", `{}`)); err != nil {
 		t.Fatal(err)
 	}
 	err = db.Update(context.Background(), func(tx *store.Tx) error {
@@ -282,5 +301,99 @@ func TestTailMergeCollisionFails(t *testing.T) {
 	}
 	if _, batches := rowCounts(t, path); batches != 1 {
 		t.Fatalf("%d batch rows after the failed merge, want 1", batches)
+	}
+}
+
+// A long backlog merges as several runs; reads starting anywhere in them
+// and pruning that cuts through one see each event once, in order.
+func TestTailRunsReadAndPrune(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db := openAt(t, path)
+	users := mustCreateUsers(t, db, 2)
+	a := users[0]
+	backlog := make([]parley.NewEvent, 150)
+	for i := range backlog {
+		backlog[i] = ev(a, fmt.Sprintf("m%d", i+1))
+	}
+	if err := db.Update(ctx, func(tx *store.Tx) error { _, err := tx.Append(backlog...); return err }); err != nil {
+		t.Fatal(err)
+	}
+	fanOut(t, db, users[1:], "m1")
+	prune := func(before time.Time, keep int, want int64) {
+		t.Helper()
+		if err := db.Update(ctx, func(tx *store.Tx) error {
+			n, err := tx.PruneEvents(before, keep)
+			if err == nil && n != want {
+				err = fmt.Errorf("pruned %d events, want %d", n, want)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prune(time.Unix(0, 0), 0, 0) // merges the tail
+	if events, batches := rowCounts(t, path); events != 151 || batches != 0 {
+		t.Fatalf("after the merge: %d events and %d batch rows, want 151 and 0", events, batches)
+	}
+	ids := func(after int64, limit int) (first, last int64, got []int64) {
+		t.Helper()
+		if err := db.View(ctx, func(tx *store.Tx) error {
+			var err error
+			if first, last, err = tx.LogBounds(a); err != nil {
+				return err
+			}
+			evs, err := tx.EventsAfter(a, after, limit)
+			for _, e := range evs {
+				if string(e.Data) != fmt.Sprintf(`{"m":"m%d"}`, e.ID) {
+					return fmt.Errorf("event %d = %+v", e.ID, e)
+				}
+				got = append(got, e.ID)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return first, last, got
+	}
+	span := func(from, to int64) []int64 {
+		var s []int64
+		for id := from; id <= to; id++ {
+			s = append(s, id)
+		}
+		return s
+	}
+	for _, c := range []struct {
+		after int64
+		limit int
+		want  []int64
+	}{
+		{0, 1000, span(1, 150)},
+		{63, 2, span(64, 65)},
+		{64, 64, span(65, 128)},
+		{100, 1000, span(101, 150)},
+		{150, 10, nil},
+	} {
+		if first, last, got := ids(c.after, c.limit); first != 1 || last != 150 || !slices.Equal(got, c.want) {
+			t.Fatalf("after %d, limit %d: bounds (%d, %d), ids %v; want (1, 150), %v", c.after, c.limit, first, last, got, c.want)
+		}
+	}
+
+	// Keeping the newest 10 cuts into the last run.
+	prune(time.Now().Add(time.Hour), 10, 140)
+	if first, last, got := ids(0, 1000); first != 141 || last != 150 || !slices.Equal(got, span(141, 150)) {
+		t.Fatalf("after pruning to 10: bounds (%d, %d), ids %v", first, last, got)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openAt(t, path)
+	defer db.Close()
+	if first, last, got := ids(140, 5); first != 141 || last != 150 || !slices.Equal(got, span(141, 145)) {
+		t.Fatalf("after a restart: bounds (%d, %d), ids %v", first, last, got)
+	}
+	prune(time.Now().Add(time.Hour), 0, 11)
+	if first, last, got := ids(0, 1000); first != 151 || last != 150 || len(got) != 0 {
+		t.Fatalf("emptied log: bounds (%d, %d), ids %v", first, last, got)
 	}
 }
