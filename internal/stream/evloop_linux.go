@@ -214,15 +214,26 @@ func (l *loop) poll() {
 
 func (l *loop) worker() {
 	defer l.wg.Done()
-	for {
+	for n := 1; ; n++ {
 		select {
 		case <-l.done:
 			return
 		case e := <-l.queue:
 			e.flush()
 		}
+		if n%yieldEvery == 0 {
+			runtime.Gosched()
+		}
 	}
 }
+
+// yieldEvery is how many flushes a worker makes before it lets other
+// goroutines run. A fan-out queues 10,000 flushes at once; without yields
+// the workers hold every P for their whole time slice, and the requests
+// and the writer's next commit wait for a P at each step. At 10 fan-outs a
+// second to 10,000 streams, delivery p99 went from 540-640 ms to 290-360
+// (every 32: 330-370; every flush: 330-460).
+const yieldEvery = 4
 
 // heartbeats visits one wheel slot per tick: each stream gets its ": ping"
 // once per heartbeat interval, a stream whose queue has not moved for the
