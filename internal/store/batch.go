@@ -139,6 +139,12 @@ func (r *batchReader) uvarint() uint64 {
 	return v
 }
 
+// varint reads a zigzag-encoded varint (binary.AppendVarint).
+func (r *batchReader) varint() int64 {
+	u := r.uvarint()
+	return int64(u>>1) ^ -int64(u&1)
+}
+
 func (r *batchReader) bytes() []byte {
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {

@@ -77,16 +77,6 @@ func decodeRun(user string, first, last, createdAt int64, b []byte) ([]parley.Ev
 	return events, nil
 }
 
-func (r *batchReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
 // splitRuns calls f with each run of events (by user, then by id): a
 // user's events with consecutive ids, at most maxRun of them.
 func splitRuns(events []parley.Event, f func(run []parley.Event) error) error {

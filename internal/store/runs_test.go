@@ -30,16 +30,7 @@ func TestRunRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != len(in) {
-		t.Fatalf("decoded %d events, want %d", len(out), len(in))
-	}
-	for i := range in {
-		got, want := out[i], in[i]
-		if got.UserID != want.UserID || got.ID != want.ID || got.Type != want.Type ||
-			!bytes.Equal(got.Data, want.Data) || !got.Time.Equal(want.Time.Time) {
-			t.Fatalf("event %d = %+v, want %+v", i, got, want)
-		}
-	}
+	checkEvents(t, out, in)
 	// The row's ids must agree with what it holds.
 	if _, err := decodeRun("usr_a", 41, 51, Micros(at), encodeRun(in, Micros(at))); err == nil {
 		t.Fatal("a run of 10 events decoded as ids 41 to 51")
