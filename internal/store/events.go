@@ -339,15 +339,13 @@ func (tx *Tx) head() string {
 func (tx *Tx) LogBounds(userID string) (first, last int64, err error) {
 	// One statement: a stream's opening runs it for every reconnect.
 	var oldest *int64
-	q := `SELECT ` + headOf + `, (SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id)
-		FROM event_heads h WHERE h.user_id = ?`
+	oldestOf := `(SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id)`
 	if tx.tail != nil {
 		// Runs are newer than the events table's rows.
-		q = `SELECT ` + headOfRuns + `, COALESCE((SELECT MIN(e.id) FROM events e WHERE e.user_id = h.user_id),
-			(SELECT r.first_id FROM event_runs r WHERE r.user_id = h.user_id ORDER BY r.last_id LIMIT 1))
-		FROM event_heads h WHERE h.user_id = ?`
+		oldestOf = `COALESCE(` + oldestOf + `,
+			(SELECT r.first_id FROM event_runs r WHERE r.user_id = h.user_id ORDER BY r.last_id LIMIT 1))`
 	}
-	err = tx.queryRow(q, userID).Scan(&last, &oldest)
+	err = tx.queryRow(`SELECT `+tx.head()+`, `+oldestOf+` FROM event_heads h WHERE h.user_id = ?`, userID).Scan(&last, &oldest)
 	if isNoRows(err) {
 		return 0, 0, parley.NotFound
 	}

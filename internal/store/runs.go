@@ -77,27 +77,24 @@ func decodeRun(user string, first, last, createdAt int64, b []byte) ([]parley.Ev
 	return events, nil
 }
 
-// splitRuns calls f with each run of events (by user, then by id): a
-// user's events with consecutive ids, at most maxRun of them.
-func splitRuns(events []parley.Event, f func(run []parley.Event) error) error {
+// splitRuns cuts events (by user, then by id) into runs: a user's events
+// with consecutive ids, at most maxRun of them.
+func splitRuns(events []parley.Event) [][]parley.Event {
+	var runs [][]parley.Event
 	for len(events) > 0 {
 		n := 1
 		for n < len(events) && n < maxRun && events[n].UserID == events[0].UserID && events[n].ID == events[n-1].ID+1 {
 			n++
 		}
-		if err := f(events[:n]); err != nil {
-			return err
-		}
+		runs = append(runs, events[:n])
 		events = events[n:]
 	}
-	return nil
+	return runs
 }
 
 // insertRuns writes events (by user, then by id) as event_runs rows.
 func (tx *Tx) insertRuns(events []parley.Event) error {
-	var runs [][]parley.Event
-	splitRuns(events, func(run []parley.Event) error { runs = append(runs, run); return nil })
-	for part := range chunks(runs, rowChunk) {
+	for part := range chunks(splitRuns(events), rowChunk) {
 		args := make([]any, 0, 5*len(part))
 		for _, run := range part {
 			first, last := run[0], run[len(run)-1]

@@ -45,10 +45,9 @@ func TestSplitRuns(t *testing.T) {
 	evs = append(evs, logOf("usr_b", 5, 2, at)...)
 	evs = append(evs, logOf("usr_b", 9, 1, at)...)
 	var got []string
-	splitRuns(evs, func(run []parley.Event) error {
+	for _, run := range splitRuns(evs) {
 		got = append(got, fmt.Sprintf("%s:%d-%d", run[0].UserID, run[0].ID, run[len(run)-1].ID))
-		return nil
-	})
+	}
 	want := []string{fmt.Sprintf("usr_a:1-%d", maxRun), fmt.Sprintf("usr_a:%d-%d", maxRun+1, maxRun+3), "usr_b:5-6", "usr_b:9-9"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("runs %v, want %v", got, want)

@@ -23,9 +23,8 @@ import (
 // one event_runs row (runs.go), so a page is written once for all of them.
 //
 // A user's log is then the tables (events, then event_runs) and the tail
-// together. Reads
-// (Tx.EventsAfter, LogBounds, LogHeads) take their union and drop
-// duplicates: an event stays here for a while after it is merged, until
+// together. Reads (Tx.EventsAfter, LogBounds, LogHeads) take their union and
+// drop duplicates: an event stays here for a while after it is merged, until
 // every read that began before the merge committed has ended (BeginRead),
 // since such a read's snapshot of the tables may not hold it yet. A merge
 // takes all of a user's unmerged events at once, so the tables hold each

@@ -231,8 +231,9 @@ func (l *loop) worker() {
 // goroutines run. A fan-out queues 10,000 flushes at once; without yields
 // the workers hold every P for their whole time slice, and the requests
 // and the writer's next commit wait for a P at each step. At 10 fan-outs a
-// second to 10,000 streams, delivery p99 went from 540-640 ms to 290-360
-// (every 32: 330-370; every flush: 330-460).
+// second to 10,000 streams, delivery p99 went from 528-676 ms to 293-362
+// (every 32: 330-371; every flush: 330 and 457; BENCHMARKS.md, seventh
+// sitting).
 const yieldEvery = 4
 
 // heartbeats visits one wheel slot per tick: each stream gets its ": ping"
