@@ -52,7 +52,8 @@ type loop struct {
 	wg      sync.WaitGroup
 	bufPool sync.Pool
 
-	rechecking atomic.Bool // a slot's head check is running
+	rechecking atomic.Bool  // a slot's head check is running
+	lag        atomic.Int64 // ns the last flush's frames waited for a worker; 0 once the queue is empty
 }
 
 // wheelSlots spreads heartbeats over the interval, so 19k streams do not all
@@ -220,6 +221,9 @@ func (l *loop) worker() {
 			return
 		case e := <-l.queue:
 			e.flush()
+			if len(l.queue) == 0 {
+				l.lag.Store(0)
+			}
 		}
 		if n%yieldEvery == 0 {
 			runtime.Gosched()
@@ -301,6 +305,9 @@ func (l *loop) recheck(batch []*econn) {
 		e.mu.Unlock()
 	}
 }
+
+// behind reports how long frames wait for a worker right now.
+func (l *loop) behind() time.Duration { return time.Duration(l.lag.Load()) }
 
 func (l *loop) getBuf() []byte { return (*l.bufPool.Get().(*[]byte))[:0] }
 
@@ -567,6 +574,11 @@ func (e *econn) flush() {
 	}
 	var werr error
 	if len(e.out) > 0 {
+		if !e.blocked {
+			// A blocked socket's frames waited for its reader, not for a
+			// worker: that is the slow-reader bound's business.
+			e.l.lag.Store(int64(time.Since(e.since)))
+		}
 		var n int
 		n, werr = e.write(e.out)
 		if n == len(e.out) {

@@ -168,6 +168,16 @@ func (s *Server) Stop() {
 	}
 }
 
+// Lag is how long frames wait for the event loop's workers right now: how
+// far live delivery runs behind the commits that feed it. Streams served a
+// goroutine each (HTTP/2, platforms without the loop) do not count.
+func (s *Server) Lag() time.Duration {
+	if s.loop == nil {
+		return 0
+	}
+	return s.loop.behind()
+}
+
 // opening computes what a stream sends first (retry hint, ready, and reset
 // when the resume point is outside the log) and where it resumes.
 func (s *Server) opening(ctx context.Context, r *http.Request, userID string) (head []byte, cursor int64, err error) {
