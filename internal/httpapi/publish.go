@@ -89,10 +89,11 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 
 // A backend that publishes fan-outs faster than the streams can take them
 // would otherwise queue deliveries up to each stream's buffer: on one core,
-// every user's events ran 7-10 s late (BENCHMARKS.md). A publish is held
-// back instead while delivery runs behind, so users' latency stays bounded
-// and the backend sees the overload in its own calls. The bound is above
-// what two cores reach at saturation (p99 ~0.5 s), where it changed nothing.
+// delivery p99 was 6-10 s (BENCHMARKS.md, eighth sitting). A publish is
+// held back instead while delivery runs behind, so users' latency stays
+// bounded (p99 0.7-0.8 s there) and the backend sees the overload in its
+// own calls. Two cores at saturation stay under the bound (p99 0.3-0.5 s),
+// and a 50 ms bound cost them a third to a half more CPU per delivery.
 const (
 	maxDeliveryLag  = 400 * time.Millisecond
 	maxDeliveryWait = time.Second
