@@ -71,14 +71,6 @@ func FuzzDecodeBatch(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded batch does not decode: %v", err)
 		}
-		if len(again) != len(evs) {
-			t.Fatalf("%d events, then %d", len(evs), len(again))
-		}
-		for i := range evs {
-			a, b := evs[i], again[i]
-			if a.UserID != b.UserID || a.ID != b.ID || a.Type != b.Type || !bytes.Equal(a.Data, b.Data) {
-				t.Fatalf("event %d: %+v, then %+v", i, a, b)
-			}
-		}
+		checkEvents(t, again, evs)
 	})
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -71,14 +70,6 @@ func FuzzDecodeRun(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded run does not decode: %v", err)
 		}
-		if len(again) != len(evs) {
-			t.Fatalf("%d events, then %d", len(evs), len(again))
-		}
-		for i := range evs {
-			a, b := evs[i], again[i]
-			if a.ID != b.ID || a.Type != b.Type || !bytes.Equal(a.Data, b.Data) || !a.Time.Equal(b.Time.Time) {
-				t.Fatalf("event %d: %+v, then %+v", i, a, b)
-			}
-		}
+		checkEvents(t, again, evs)
 	})
 }
