@@ -53,7 +53,7 @@ var ctx = context.Background()
 
 func mustUser(t *testing.T, st store.Store, name string) string {
 	t.Helper()
-	u := &parley.User{ID: parley.NewID("usr"), Username: name, DisplayName: name, Role: parley.RoleClient,
+	u := &parley.User{ID: parley.NewID("usr"), Username: &name, DisplayName: name, Role: parley.RoleClient,
 		PasswordHash: []byte("x"), CreatedAt: store.Now()}
 	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(u) }); err != nil {
 		t.Fatalf("create user %s: %v", name, err)
@@ -304,7 +304,7 @@ func testPrune(t *testing.T, open Opener) {
 func testCreateUserConflict(t *testing.T, open Opener) {
 	st := open(t, nil)
 	id := mustUser(t, st, "heidi")
-	dup := &parley.User{ID: parley.NewID("usr"), Username: "heidi", DisplayName: "other", Role: parley.RoleProfessional,
+	dup := &parley.User{ID: parley.NewID("usr"), Username: parley.Ptr("heidi"), DisplayName: "other", Role: parley.RoleProfessional,
 		PasswordHash: []byte("y"), CreatedAt: store.Now()}
 	err := st.Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(dup) })
 	if parley.ErrorCode(err) != parley.EConflict {
