@@ -214,7 +214,7 @@ func TestOpenAPIResponses(t *testing.T) {
 		"message": map[string]any{"body": "hello", "client_id": "oa-1"}}, &conv)
 	c.do("POST", "/api/conversations", client.Token, map[string]any{"professional_id": pro.User.ID,
 		"message": map[string]any{"body": "hello", "client_id": "oa-1"}}, nil) // 200 retry
-	c.do("POST", "/api/conversations", pro.Token, map[string]any{"professional_id": pro.User.ID, "message": map[string]any{"body": "x"}}, nil) // 403
+	c.do("POST", "/api/conversations", pro.Token, map[string]any{"professional_id": pro.User.ID, "message": map[string]any{"body": "x"}}, nil)   // 403
 	c.do("POST", "/api/conversations", client.Token, map[string]any{"professional_id": "u_nobody", "message": map[string]any{"body": "x"}}, nil) // 404
 	c.do("GET", "/api/conversations", pro.Token, nil, nil)
 	c.do("GET", "/api/conversations/"+conv.ID, pro.Token, nil, nil)
@@ -223,8 +223,8 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.do("POST", "/api/conversations/"+conv.ID+"/messages", pro.Token, map[string]any{"body": "hi", "client_id": "oa-2"}, &msg)
 	c.do("POST", "/api/conversations/"+conv.ID+"/messages", client.Token, map[string]any{"body": "quoting", "reply_to_id": msg.ID}, nil)
 	c.do("POST", "/api/conversations/"+conv.ID+"/messages", pro.Token, map[string]any{"body": "hi", "client_id": "oa-2"}, nil) // 200
-	c.do("POST", "/api/conversations/"+conv.ID+"/messages", pro.Token, map[string]any{"body": "  "}, nil)                     // 400
-	c.do("POST", "/api/conversations/"+conv.ID+"/messages", pro.Token, []byte("{"), nil)                                      // 400
+	c.do("POST", "/api/conversations/"+conv.ID+"/messages", pro.Token, map[string]any{"body": "  "}, nil)                      // 400
+	c.do("POST", "/api/conversations/"+conv.ID+"/messages", pro.Token, []byte("{"), nil)                                       // 400
 	c.do("GET", "/api/conversations/"+conv.ID+"/messages?limit=2", client.Token, nil, nil)
 	c.do("GET", "/api/conversations/"+conv.ID+"/messages?after_seq=1", client.Token, nil, nil)
 	c.do("POST", "/api/conversations/"+conv.ID+"/read", client.Token, map[string]any{"up_to_seq": 2}, nil)
@@ -249,7 +249,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.do("GET", "/api/events/poll?after=0&wait=0", client.Token, nil, nil)
 	c.do("GET", "/api/events/poll?after=-1", client.Token, nil, nil) // 400
 	c.do("POST", "/api/publish", key, map[string]any{"user_ids": []string{client.User.ID}, "type": "app.contract", "data": map[string]any{"a": 1}}, nil)
-	c.do("POST", "/api/publish", key, map[string]any{"user_ids": []string{"u_nobody"}, "type": "app.contract"}, nil) // 404
+	c.do("POST", "/api/publish", key, map[string]any{"user_ids": []string{"u_nobody"}, "type": "app.contract"}, nil)       // 404
 	c.do("POST", "/api/publish", client.Token, map[string]any{"user_ids": []string{client.User.ID}, "type": "app.x"}, nil) // 401
 
 	// The server API.
@@ -257,19 +257,19 @@ func TestOpenAPIResponses(t *testing.T) {
 	extPath := "/api/server/users/" + url.PathEscape(ext)
 	c.do("PUT", extPath, key, map[string]any{"display_name": "Dr. Contract", "role": "professional"}, nil)
 	c.do("PUT", extPath, key, map[string]any{"display_name": "Dr. Contract Jr.", "role": "professional"}, nil)
-	c.do("PUT", extPath, key, map[string]any{"role": "admin"}, nil)                   // 400
+	c.do("PUT", extPath, key, map[string]any{"role": "admin"}, nil)                 // 400
 	c.do("PUT", extPath, client.Token, map[string]any{"role": "professional"}, nil) // 401
 	c.do("GET", extPath, key, nil, nil)
 	c.do("GET", "/api/server/users/nobody-"+unique("x"), key, nil, nil) // 404
 	var minted struct{ Token string }
 	c.do("POST", "/api/server/tokens", key, map[string]any{"external_id": ext, "ttl_seconds": 600}, &minted)
 	c.do("POST", "/api/server/tokens", key, map[string]any{"external_id": "nobody-" + unique("x")}, nil) // 404
-	c.do("POST", "/api/server/tokens", key, map[string]any{}, nil)                                     // 400
+	c.do("POST", "/api/server/tokens", key, map[string]any{}, nil)                                       // 400
 	var conv2 struct{ ID string }
 	c.do("POST", "/api/conversations", client.Token, map[string]any{"professional_external_id": ext, "message": map[string]any{"body": "by external id"}}, &conv2)
 	c.do("POST", "/api/server/conversations/"+conv2.ID+"/messages", key, map[string]any{"body": "Your appointment is confirmed.", "client_id": "sys-1"}, nil)
 	c.do("POST", "/api/server/conversations/"+conv2.ID+"/messages", key, map[string]any{"body": "Your appointment is confirmed.", "client_id": "sys-1"}, nil) // 200
-	c.do("POST", "/api/server/conversations/conv_nobody/messages", key, map[string]any{"body": "x"}, nil)                                                        // 404
+	c.do("POST", "/api/server/conversations/conv_nobody/messages", key, map[string]any{"body": "x"}, nil)                                                     // 404
 	c.do("GET", "/api/conversations/"+conv2.ID, minted.Token, nil, nil)
 	c.do("POST", extPath+"/logout", key, nil, nil)
 	c.do("POST", "/api/server/users/nobody-"+unique("x")+"/logout", key, nil, nil) // 404
