@@ -47,7 +47,9 @@ type Config struct {
 	Pprof    bool   // serve /debug/pprof/ on the main listener
 
 	// Inside an existing app (SPEC §9.1): its tokens and its registration.
-	AuthSecret      string // HMAC key of the app's tokens (HS256/384/512); "" = none
+	// AuthSecret is the HMAC key of the app's tokens; "" = none. HS256 needs
+	// 32 bytes or more, HS384 48 and HS512 64 (RFC 7518 §3.2).
+	AuthSecret      string
 	AuthJWKSURL     string // the app's public keys: https://…, http://… or a file path; "" = none
 	AuthIssuer      string // when set, an app token's iss must match
 	AuthAudience    string // when set, an app token's aud must contain it
