@@ -193,9 +193,11 @@ func TestAppTokenRefused(t *testing.T) {
 		"alg none":              func(sub string) string { return noneToken(good(sub, nil)) },
 		"HS256 with public key": func(sub string) string { return servertest.SignHS(t, "HS256", pubPEM, good(sub, nil)) },
 		"HS256 with DER key":    func(sub string) string { return servertest.SignHS(t, "HS256", pub, good(sub, nil)) },
-		"wrong iss":             func(sub string) string { return rsaKey.Sign(t, good(sub, map[string]any{"iss": "https://evil.example"})) },
-		"no iss":                func(sub string) string { return rsaKey.Sign(t, good(sub, map[string]any{"iss": nil})) },
-		"wrong aud":             func(sub string) string { return rsaKey.Sign(t, good(sub, map[string]any{"aud": "other"})) },
+		"wrong iss": func(sub string) string {
+			return rsaKey.Sign(t, good(sub, map[string]any{"iss": "https://evil.example"}))
+		},
+		"no iss":    func(sub string) string { return rsaKey.Sign(t, good(sub, map[string]any{"iss": nil})) },
+		"wrong aud": func(sub string) string { return rsaKey.Sign(t, good(sub, map[string]any{"aud": "other"})) },
 		"expired": func(sub string) string {
 			return rsaKey.Sign(t, good(sub, map[string]any{"exp": time.Now().Add(-time.Second).Unix()}))
 		},
