@@ -231,7 +231,7 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 		}
 		evs = append(evs, parley.NewEvent{UserID: caller.ID, Type: parley.EventMessageCreated, Data: mb},
 			parley.NewEvent{UserID: pro.ID, Type: parley.EventMessageCreated, Data: mb})
-		if _, err := tx.Append(evs...); err != nil {
+		if _, err := tx.AppendLive(evs...); err != nil {
 			return err
 		}
 		c, created = views[0], true
