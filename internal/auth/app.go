@@ -248,6 +248,9 @@ func (s *Service) appPrincipal(ctx context.Context, token string, activity bool)
 	if errors.Is(err, parley.NotFound) {
 		p, err = s.startAppSession(ctx, c, sid)
 	}
+	if parley.ErrorCode(err) == parley.EConflict {
+		return nil, errUnauthorized // being erased
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -313,6 +316,10 @@ func (s *Service) upsertAppUser(tx *store.Tx, externalID string, name *string, r
 	}
 	if err != nil {
 		return nil, false, err
+	}
+	if u.Erased {
+		// Being erased: no new session, no change, until it is gone.
+		return nil, false, parley.Errorf(parley.EConflict, "the user is being erased")
 	}
 	changed := false
 	if name != nil && *name != u.DisplayName {

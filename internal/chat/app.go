@@ -69,10 +69,16 @@ const eraseChunk = 500
 // still name someone. It returns the ids of the sessions it ended, whose
 // open streams the caller tells.
 //
-// The steps commit one after another: a crash in between leaves the
-// sessions ended and some messages erased, and erasing again finishes.
+// The steps commit one after another. The first marks the account erased,
+// so no token gets it a session again while the rest runs (a message sent
+// after the tombstones would escape them); a crash in between leaves it
+// marked, refused everywhere and still found by its external id, and
+// erasing again finishes.
 func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, err error) {
 	err = s.store.Update(ctx, func(tx *store.Tx) (err error) {
+		if err := tx.MarkErased(userID, store.Now()); err != nil {
+			return err
+		}
 		sessions, err = tx.RevokeUserSessions(userID)
 		return err
 	})

@@ -42,13 +42,18 @@ type serverHandlers struct {
 	svc *chat.Service
 }
 
-// appUser loads the user the request's {external_id} names.
+// appUser loads the user the request's {external_id} names. A user whose
+// erasure began is not found, except by the erasure itself (to finish it).
 func (h *serverHandlers) appUser(r *http.Request) (*parley.User, error) {
 	ext := r.PathValue("external_id")
 	if !auth.ValidExternalID(ext) {
 		return nil, parley.NotFound
 	}
-	return h.a.Auth.AppUser(r.Context(), ext)
+	u, err := h.a.Auth.AppUser(r.Context(), ext)
+	if err == nil && u.Erased && r.Method != http.MethodDelete {
+		return nil, parley.NotFound
+	}
+	return u, err
 }
 
 func (h *serverHandlers) putUser(w http.ResponseWriter, r *http.Request) {
@@ -151,6 +156,9 @@ func (h *serverHandlers) mint(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if auth.ValidExternalID(*req.ExternalID) {
 		u, err = h.a.Auth.AppUser(r.Context(), *req.ExternalID)
+		if err == nil && u.Erased {
+			err = parley.NotFound
+		}
 	} else {
 		err = parley.NotFound
 	}

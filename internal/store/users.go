@@ -95,6 +95,17 @@ func (tx *Tx) UpdateUser(id, displayName, role string) error {
 	return nil
 }
 
+// MarkErased flags the account as being erased: from then on it is refused
+// everywhere (auth) while its erasure runs, and found again only to finish
+// that erasure.
+func (tx *Tx) MarkErased(id string, at time.Time) error {
+	_, err := tx.exec(`UPDATE users SET erased_at = ? WHERE id = ? AND erased_at IS NULL`, Micros(at), id)
+	if err != nil {
+		return fmt.Errorf("mark erased: %w", err)
+	}
+	return nil
+}
+
 // ErasedName is the display name an erased account keeps.
 const ErasedName = "Deleted user"
 
@@ -104,7 +115,7 @@ const ErasedName = "Deleted user"
 // no password, no last_seen.
 func (tx *Tx) EraseUser(id string, at time.Time) error {
 	_, err := tx.exec(`UPDATE users SET username = ?, external_id = NULL, display_name = ?, password_hash = '',
-		last_seen = NULL, erased_at = ? WHERE id = ?`, noUsername+id, ErasedName, Micros(at), id)
+		last_seen = NULL, erased_at = COALESCE(erased_at, ?) WHERE id = ?`, noUsername+id, ErasedName, Micros(at), id)
 	if err != nil {
 		return fmt.Errorf("erase user: %w", err)
 	}
