@@ -93,21 +93,12 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 				return err
 			}
 			more = len(msgs) == eraseChunk
-			peers := map[string]string{}
-			for _, m := range msgs {
-				peer, ok := peers[m.ConversationID]
-				if !ok {
-					mem, err := tx.Member(m.ConversationID, userID)
-					if err != nil {
-						return err
-					}
-					peer, peers[m.ConversationID] = mem.PeerID, mem.PeerID
-				}
-				if err := deleteMessage(tx, m, userID, peer); err != nil {
-					return err
-				}
+			ids := make([]string, len(msgs))
+			for i, m := range msgs {
+				ids[i] = m.ID
 			}
-			return nil
+			_, err = Tombstone(tx, ids...)
+			return err
 		})
 		if err != nil {
 			return sessions, err

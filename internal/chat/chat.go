@@ -423,28 +423,55 @@ func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley
 func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Message, error) {
 	var out *parley.Message
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
-		m, mem, err := ownMessage(tx, userID, msgID)
+		m, _, err := ownMessage(tx, userID, msgID)
 		if err != nil {
 			return err
 		}
 		out = m
-		return deleteMessage(tx, m, userID, mem.PeerID)
+		tombs, err := Tombstone(tx, m.ID)
+		if err == nil && len(tombs) == 1 {
+			out = tombs[0]
+		}
+		return err
 	})
 	return out, err
 }
 
-// deleteMessage is the one path by which a message loses its text: a
-// sender's delete and an erasure both come through here. It turns m into
-// a tombstone and tells both participants; a tombstone is left as it is.
-func deleteMessage(tx *store.Tx, m *parley.Message, userIDs ...string) error {
-	if m.Deleted {
-		return nil
+// Tombstone is the one path by which a message loses its text: inside tx
+// it turns the messages named by ids into tombstones and appends
+// message.deleted to both participants' logs for each, and returns the
+// tombstones. Messages already deleted are left as they are, with no
+// event. A sender's delete and an erasure (Erase) both come through here,
+// so whatever a delete redacts, an erasure redacts too.
+func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, error) {
+	var out []*parley.Message
+	peers := map[string]string{}
+	for _, id := range ids {
+		m, err := tx.MessageByID(id)
+		if err != nil {
+			return nil, err
+		}
+		if m.Deleted || m.SenderID == nil {
+			continue
+		}
+		peer, ok := peers[m.ConversationID]
+		if !ok {
+			mem, err := tx.Member(m.ConversationID, *m.SenderID)
+			if err != nil {
+				return nil, fmt.Errorf("participants of %s: %w", m.ConversationID, err)
+			}
+			peer, peers[m.ConversationID] = mem.PeerID, mem.PeerID
+		}
+		if err := tx.DeleteMessage(m.ID); err != nil {
+			return nil, err
+		}
+		m.Body, m.Deleted, m.ReplyTo = "", true, nil
+		if err := tx.AppendJSON(parley.EventMessageDeleted, m, *m.SenderID, peer); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
 	}
-	if err := tx.DeleteMessage(m.ID); err != nil {
-		return err
-	}
-	m.Body, m.Deleted, m.ReplyTo = "", true, nil
-	return tx.AppendJSON(parley.EventMessageDeleted, m, userIDs...)
+	return out, nil
 }
 
 // Page selects a slice of a conversation's history.
