@@ -22,17 +22,36 @@ const (
 
 // User is an account as the API shows it. Online and LastSeen are filled in by
 // the presence tracker, not stored with the account.
+//
+// Parley's own accounts have a Username and no ExternalID; users of an app
+// that signs its own tokens (SPEC §9.1) have ExternalID (the token's sub)
+// and no Username. An erased account keeps only its id and role, so that
+// the conversations it was in still name someone.
 type User struct {
-	ID          string `json:"id"`
-	Username    string `json:"username"`
-	DisplayName string `json:"display_name"`
-	Role        string `json:"role"`
-	Online      bool   `json:"online"`
-	LastSeen    *Time  `json:"last_seen"`
+	ID          string  `json:"id"`
+	Username    *string `json:"username"`
+	ExternalID  *string `json:"external_id"`
+	DisplayName string  `json:"display_name"`
+	Role        string  `json:"role"`
+	Online      bool    `json:"online"`
+	LastSeen    *Time   `json:"last_seen"`
 
 	PasswordHash []byte    `json:"-"`
 	CreatedAt    time.Time `json:"-"`
+	// Erased is set once the account was erased (DELETE /api/server/users/…).
+	Erased bool `json:"-"`
 }
+
+// Name is the user's username, or "" for an app's user.
+func (u *User) Name() string {
+	if u.Username == nil {
+		return ""
+	}
+	return *u.Username
+}
+
+// Ptr returns a pointer to a copy of s, for the optional fields of the API.
+func Ptr[T any](v T) *T { return &v }
 
 // Session is a server-side login. A token is only honoured while its session
 // is neither revoked nor idle for longer than the idle timeout.
@@ -115,13 +134,21 @@ func (c *Conversation) Peer(userID string) string {
 	return ""
 }
 
+// Message kinds: a participant's message, or one the app's backend posted
+// (SPEC §9.2), which has no sender.
+const (
+	MessageUser   = "user"
+	MessageSystem = "system"
+)
+
 // Message is one message of a conversation. A deleted message keeps its seq
-// with an empty body.
+// with an empty body. A system message has Kind MessageSystem and no SenderID.
 type Message struct {
 	ID             string  `json:"id"`
 	ConversationID string  `json:"conversation_id"`
 	Seq            int64   `json:"seq"`
-	SenderID       string  `json:"sender_id"`
+	Kind           string  `json:"kind"`
+	SenderID       *string `json:"sender_id"`
 	Body           string  `json:"body"`
 	ClientID       *string `json:"client_id"`
 	ReplyTo        *Reply  `json:"reply_to"`
@@ -130,11 +157,15 @@ type Message struct {
 	Deleted        bool    `json:"deleted"`
 }
 
-// Reply is the quoted preview of the message a message answers.
+// SentBy reports whether userID sent the message (never for a system message).
+func (m *Message) SentBy(userID string) bool { return m.SenderID != nil && *m.SenderID == userID }
+
+// Reply is the quoted preview of the message a message answers; SenderID is
+// nil when it quotes a system message.
 type Reply struct {
-	ID       string `json:"id"`
-	SenderID string `json:"sender_id"`
-	Preview  string `json:"preview"`
+	ID       string  `json:"id"`
+	SenderID *string `json:"sender_id"`
+	Preview  string  `json:"preview"`
 }
 
 // Receipt is the data of a receipt event.

@@ -11,10 +11,13 @@
 //		return nil
 //	})
 //
-// Backends that push events to their users use an API key instead:
+// Backends that push events to their users use an API key instead, for the
+// publish API and the server API (the app's users by its own ids, tokens
+// for them, system messages):
 //
 //	c := client.New(url, client.WithAPIKey(key))
 //	ids, err := c.Publish(ctx, []string{userID}, "app.invoice_paid", data)
+//	pro, created, err := c.PutUser(ctx, "app-user-42", client.AppUser{Role: client.RoleProfessional})
 package client
 
 import (
@@ -63,7 +66,7 @@ func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.hc = h
 // "Authorization: Bearer" on user requests.
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
-// WithAPIKey sets the API key used by Publish.
+// WithAPIKey sets the API key used by Publish and the server API.
 func WithAPIKey(key string) Option { return func(o *options) { o.apiKey = key } }
 
 // WithLocalAddr binds outgoing connections to the given local IP address, for

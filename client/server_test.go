@@ -270,3 +270,60 @@ func containsUser(us []client.User, id string) bool {
 	}
 	return false
 }
+
+// TestServerAPI runs the client's server-API calls against a real node:
+// an app user is put, found, given a token, talked to by a system
+// message, logged out and erased.
+func TestServerAPI(t *testing.T) {
+	n := servertest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	backend := client.New(n.URL, client.WithAPIKey(servertest.APIKey))
+	ext := fmt.Sprintf("pro/%d", time.Now().UnixNano()) // a slash, to be escaped
+	pro, created, err := backend.PutUser(ctx, ext, client.AppUser{DisplayName: "Dr. Who", Role: client.RoleProfessional})
+	if err != nil || !created || pro.ExternalID != ext || pro.Username != "" || pro.DisplayName != "Dr. Who" {
+		t.Fatalf("PutUser: %+v %v %v", pro, created, err)
+	}
+	if again, created, err := backend.PutUser(ctx, ext, client.AppUser{Role: client.RoleProfessional}); err != nil || created || again.ID != pro.ID || again.DisplayName != "Dr. Who" {
+		t.Fatalf("PutUser again: %+v %v %v", again, created, err)
+	}
+	if got, err := backend.GetUser(ctx, ext); err != nil || got.ID != pro.ID {
+		t.Fatalf("GetUser: %+v %v", got, err)
+	}
+	if _, err := client.New(n.URL).GetUser(ctx, ext); client.StatusCode(err) != http.StatusUnauthorized {
+		t.Fatalf("GetUser without the key: %v", err)
+	}
+	cli := client.New(n.URL)
+	if _, err := cli.Register(ctx, client.Register{Username: fmt.Sprintf("c%d", time.Now().UnixNano()%1e9), Password: "password123", Role: client.RoleClient}); err != nil {
+		t.Fatal(err)
+	}
+	conv, err := cli.CreateConversation(ctx, client.CreateConversation{ProfessionalExternalID: ext, Message: client.NewMessage{Body: "hello"}})
+	if err != nil || conv.Professional.ID != pro.ID {
+		t.Fatalf("CreateConversation by external id: %+v %v", conv, err)
+	}
+	auth, err := backend.MintToken(ctx, ext, time.Hour)
+	if err != nil || auth.User.ID != pro.ID || time.Until(auth.ExpiresAt) > time.Hour+time.Minute {
+		t.Fatalf("MintToken: %+v %v", auth, err)
+	}
+	proc := client.New(n.URL, client.WithToken(auth.Token))
+	sys, err := backend.SystemMessage(ctx, conv.ID, client.SendMessage{Body: "Appointment confirmed", ClientID: "s1"})
+	if err != nil || sys.Kind != client.KindSystem || sys.SenderID != "" || sys.Seq != 2 {
+		t.Fatalf("SystemMessage: %+v %v", sys, err)
+	}
+	page, err := proc.Messages(ctx, conv.ID, client.MessagesQuery{})
+	if err != nil || len(page.Messages) != 2 || page.Messages[1].Kind != client.KindSystem || page.Messages[0].Kind != client.KindUser {
+		t.Fatalf("Messages with the minted token: %+v %v", page, err)
+	}
+	if err := backend.LogoutUser(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proc.Me(ctx); client.StatusCode(err) != http.StatusUnauthorized {
+		t.Fatalf("the minted token after LogoutUser: %v", err)
+	}
+	if err := backend.EraseUser(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backend.GetUser(ctx, ext); client.StatusCode(err) != http.StatusNotFound {
+		t.Fatalf("GetUser after EraseUser: %v", err)
+	}
+}

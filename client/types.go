@@ -11,10 +11,13 @@ const (
 	RoleProfessional = "professional"
 )
 
-// User is a Parley account as other users see it.
+// User is a Parley account as other users see it. Parley's own accounts
+// have a Username; users of the app Parley is part of have an ExternalID
+// (the app's id for them) and Username "" (null on the wire).
 type User struct {
 	ID          string     `json:"id"`
 	Username    string     `json:"username"`
+	ExternalID  string     `json:"external_id"`
 	DisplayName string     `json:"display_name"`
 	Role        string     `json:"role"`
 	Online      bool       `json:"online"`
@@ -36,18 +39,28 @@ type Register struct {
 	Role        string `json:"role"`
 }
 
-// ReplyTo is the quoted message a message answers.
+// ReplyTo is the quoted message a message answers. SenderID is "" when it
+// quotes a system message.
 type ReplyTo struct {
 	ID       string `json:"id"`
 	SenderID string `json:"sender_id"`
 	Preview  string `json:"preview"`
 }
 
-// Message is one message of a conversation.
+// Message kinds.
+const (
+	KindUser   = "user"
+	KindSystem = "system"
+)
+
+// Message is one message of a conversation. A system message (Kind
+// KindSystem, posted by the app's backend) has SenderID "" (null on the
+// wire).
 type Message struct {
 	ID             string     `json:"id"`
 	ConversationID string     `json:"conversation_id"`
 	Seq            int64      `json:"seq"`
+	Kind           string     `json:"kind"`
 	SenderID       string     `json:"sender_id"`
 	Body           string     `json:"body"`
 	ClientID       string     `json:"client_id,omitempty"`
@@ -78,11 +91,21 @@ type NewMessage struct {
 	ClientID string `json:"client_id,omitempty"`
 }
 
-// CreateConversation is the body of POST /api/conversations.
+// CreateConversation is the body of POST /api/conversations. The
+// professional is named by ProfessionalID or, for the app's users, by
+// ProfessionalExternalID.
 type CreateConversation struct {
-	ProfessionalID string     `json:"professional_id"`
-	Subject        string     `json:"subject,omitempty"`
-	Message        NewMessage `json:"message"`
+	ProfessionalID         string     `json:"professional_id,omitempty"`
+	ProfessionalExternalID string     `json:"professional_external_id,omitempty"`
+	Subject                string     `json:"subject,omitempty"`
+	Message                NewMessage `json:"message"`
+}
+
+// AppUser is the body of PUT /api/server/users/{external_id}: DisplayName
+// "" leaves the name as it is (on creation, the external id stands in).
+type AppUser struct {
+	DisplayName string `json:"display_name,omitempty"`
+	Role        string `json:"role"`
 }
 
 // SendMessage is the body of POST /api/conversations/{id}/messages. ClientID

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: vet, the Go tests (unit, black-box HTTP, browser, and the
 # cluster tests when PostgreSQL/Redis/NATS answer), the same suites again on
-# PostgreSQL, bounded fuzzing, and the SDK's Node tests.
+# PostgreSQL, bounded fuzzing, the SDK's Node tests, and the Node example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -35,3 +35,11 @@ done
 
 echo "== SDK tests (node)"
 node --test internal/web/sdktest/
+
+echo "== examples/node-backend (node, against the built binary)"
+# The example of docs/integrate.md: an app's backend signing tokens with the
+# npm jose package, the server API, and the SDK, against a real Parley.
+bin_dir=$(mktemp -d)
+trap 'rm -rf "$bin_dir"' EXIT
+go build -o "$bin_dir/parley" ./cmd/parley
+(cd examples/node-backend && npm ci --no-audit --no-fund --loglevel=error && PARLEY_BIN="$bin_dir/parley" npm test --silent)

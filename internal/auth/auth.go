@@ -1,6 +1,7 @@
 // Package auth is accounts and sessions: registration and login with bcrypt
-// password hashes, HS256 tokens naming a server-side session, and the idle
-// logout that expires sessions nobody is using.
+// password hashes, HS256 tokens naming a server-side session, tokens the
+// app Parley is part of signs for its own users (app.go, jwks.go), and the
+// idle logout that expires sessions nobody is using.
 package auth
 
 import (
@@ -27,6 +28,8 @@ type Service struct {
 	IdleTimeout time.Duration // 0 = sessions never go idle
 	TTL         time.Duration // lifetime of a token and its session
 	Cost        int           // bcrypt cost
+	// App checks the app's own tokens (SPEC §9.1); nil = only Parley's.
+	App *AppTokens
 	// touchEvery bounds how often a session's activity is written: activity
 	// is kept to a fraction of the idle timeout instead of a write per request.
 	touchEvery time.Duration
@@ -93,7 +96,7 @@ func (s *Service) Register(ctx context.Context, r Registration) (*Grant, error) 
 	if name == "" {
 		name = r.Username
 	}
-	u := &parley.User{ID: parley.NewID("u"), Username: r.Username, DisplayName: name, Role: r.Role, PasswordHash: hash, CreatedAt: store.Now()}
+	u := &parley.User{ID: parley.NewID("u"), Username: &r.Username, DisplayName: name, Role: r.Role, PasswordHash: hash, CreatedAt: store.Now()}
 	var g *Grant
 	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		if err := tx.CreateUser(u); err != nil {
@@ -129,7 +132,8 @@ func (s *Service) Login(ctx context.Context, username, password string) (*Grant,
 	if err != nil && !errors.Is(err, parley.NotFound) {
 		return nil, err
 	}
-	if u == nil {
+	if u == nil || u.Username == nil {
+		// An app's user has no password: the app signs them in.
 		_ = bcrypt.CompareHashAndPassword(s.dummy(), []byte(password))
 		return nil, errBadLogin
 	}
@@ -145,8 +149,12 @@ func (s *Service) Login(ctx context.Context, username, password string) (*Grant,
 }
 
 func (s *Service) startSession(tx *store.Tx, u *parley.User) (*Grant, error) {
+	return s.startSessionTTL(tx, u, s.TTL)
+}
+
+func (s *Service) startSessionTTL(tx *store.Tx, u *parley.User, ttl time.Duration) (*Grant, error) {
 	now := store.Now()
-	sess := &parley.Session{ID: parley.NewID("s"), UserID: u.ID, CreatedAt: now, LastActive: now, ExpiresAt: now.Add(s.TTL)}
+	sess := &parley.Session{ID: parley.NewID("s"), UserID: u.ID, CreatedAt: now, LastActive: now, ExpiresAt: now.Add(ttl)}
 	if err := tx.CreateSession(sess); err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
 	}
@@ -181,7 +189,9 @@ type Principal struct {
 
 // Authenticate checks a token: signature (HS256 only), expiry, and that its
 // session is live and not idle. activity says whether this request counts as
-// activity for the idle logout.
+// activity for the idle logout. A token whose signature Parley's secret
+// does not verify is checked as the app's, when app tokens are configured
+// (SPEC §9.1); one it verifies is Parley's, valid or not.
 func (s *Service) Authenticate(ctx context.Context, token string, activity bool) (*Principal, error) {
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.Secret, nil },
@@ -190,17 +200,33 @@ func (s *Service) Authenticate(ctx context.Context, token string, activity bool)
 		// ahead pass on another; expiry that matters is the session's, which
 		// is checked against the store below.
 		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(30*time.Second))
+	if s.App != nil && (errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable)) {
+		return s.appPrincipal(ctx, token, activity)
+	}
 	if err != nil || c.SessionID == "" || c.Subject == "" {
 		return nil, errUnauthorized
 	}
+	p, err := s.loadSession(ctx, c.SessionID)
+	if errors.Is(err, parley.NotFound) {
+		return nil, errUnauthorized
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.Session.UserID != c.Subject {
+		return nil, errUnauthorized
+	}
+	return s.admit(ctx, p, time.Now(), activity)
+}
+
+// loadSession reads a session and its user; parley.NotFound if either is
+// gone.
+func (s *Service) loadSession(ctx context.Context, sessionID string) (*Principal, error) {
 	var p Principal
-	err = s.Store.View(ctx, func(tx *store.Tx) error {
-		sess, err := tx.Session(c.SessionID)
+	err := s.Store.View(ctx, func(tx *store.Tx) error {
+		sess, err := tx.Session(sessionID)
 		if err != nil {
 			return err
-		}
-		if sess.UserID != c.Subject {
-			return errUnauthorized
 		}
 		u, err := tx.UserByID(sess.UserID)
 		if err != nil {
@@ -209,14 +235,16 @@ func (s *Service) Authenticate(ctx context.Context, token string, activity bool)
 		p = Principal{User: u, Session: sess}
 		return nil
 	})
-	if errors.Is(err, parley.NotFound) {
-		return nil, errUnauthorized
-	}
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	if !s.Live(p.Session, now) {
+	return &p, nil
+}
+
+// admit lets a principal in if its session is live and the account not
+// erased, counting the request as activity if it is one.
+func (s *Service) admit(ctx context.Context, p *Principal, now time.Time, activity bool) (*Principal, error) {
+	if !s.Live(p.Session, now) || p.User.Erased {
 		return nil, errUnauthorized
 	}
 	if activity && now.Sub(p.Session.LastActive) >= s.touchEvery {
@@ -224,7 +252,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, activity bool)
 			return nil, err
 		}
 	}
-	return &p, nil
+	return p, nil
 }
 
 // Live reports whether a session may still be used at now.

@@ -55,7 +55,7 @@ func FuzzAuthenticate(f *testing.F) {
 	expired := mustRegister(f, auth.New(db, []byte(secret), time.Hour, -time.Minute, 4), "carol")
 	other := mustRegister(f, auth.New(db, []byte("another-secret-another-secret-xx"), time.Hour, time.Hour, 4), "dave")
 	livePrincipal, err := s.Authenticate(ctx, live.Token, false)
-	if err != nil || livePrincipal.User.Username != "alice" {
+	if err != nil || livePrincipal.User.Name() != "alice" {
 		f.Fatalf("the live token does not work: %v", err)
 	}
 	signed := live.Token[:strings.LastIndexByte(live.Token, '.')]

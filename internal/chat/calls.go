@@ -198,7 +198,7 @@ func (s *Service) Signal(ctx context.Context, userID, callID string, payload jso
 		data = append(data, `,"payload":`...)
 		data = append(data, buf.Bytes()...)
 		data = append(data, '}')
-		_, err = tx.Append(parley.NewEvent{UserID: other, Type: parley.EventCallSignal, Data: data})
+		_, err = tx.AppendLive(parley.NewEvent{UserID: other, Type: parley.EventCallSignal, Data: data})
 		return err
 	})
 }

@@ -98,11 +98,29 @@ type Message struct {
 	ReplyToID string `json:"reply_to_id"`
 }
 
-// Opening is the body of POST /api/conversations.
+// Opening is the body of POST /api/conversations. The professional is
+// named by Parley's id or, for an app's users, by the app's own id
+// (professional_external_id, SPEC §9.1); one of the two is required.
 type Opening struct {
-	ProfessionalID string   `json:"professional_id"`
-	Subject        string   `json:"subject"`
-	Message        *Message `json:"message"`
+	ProfessionalID         string   `json:"professional_id"`
+	ProfessionalExternalID string   `json:"professional_external_id"`
+	Subject                string   `json:"subject"`
+	Message                *Message `json:"message"`
+}
+
+// professional finds the professional an opening names, or answers 404.
+func (req *Opening) professional(tx *store.Tx) (*parley.User, error) {
+	var pro *parley.User
+	var err error
+	if req.ProfessionalID != "" {
+		pro, err = tx.UserByID(req.ProfessionalID)
+	} else {
+		pro, err = tx.UserByExternalID(req.ProfessionalExternalID)
+	}
+	if errors.Is(err, parley.NotFound) || (err == nil && (pro.Role != parley.RoleProfessional || pro.Erased)) {
+		return nil, parley.Errorf(parley.ENotFound, "no professional with that id")
+	}
+	return pro, err
 }
 
 // validBody applies the SPEC's body rule: 1–MaxBodyChars characters once
@@ -154,8 +172,8 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 		return nil, false, parley.Errorf(parley.ERoleForbidden, "only clients open conversations")
 	}
 	switch {
-	case req.ProfessionalID == "":
-		return nil, false, parley.Invalid("professional_id", "professional_id is required")
+	case req.ProfessionalID == "" && req.ProfessionalExternalID == "":
+		return nil, false, parley.Invalid("professional_id", "professional_id or professional_external_id is required")
 	case req.Message == nil:
 		return nil, false, parley.Invalid("message", "message is required")
 	case utf8.RuneCountInString(req.Subject) > MaxSubjectChars || strings.IndexByte(req.Subject, 0) >= 0:
@@ -171,15 +189,12 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
 		c, created = nil, false
-		pro, err := tx.UserByID(req.ProfessionalID)
-		if errors.Is(err, parley.NotFound) || (err == nil && pro.Role != parley.RoleProfessional) {
-			return parley.Errorf(parley.ENotFound, "no professional with that id")
-		}
+		pro, err := req.professional(tx)
 		if err != nil {
 			return err
 		}
 		if id := req.Message.ClientID; id != "" {
-			if prev, err := tx.MessageByClientID(caller.ID, id); err == nil {
+			if prev, err := tx.MessageByClientID(&caller.ID, id); err == nil {
 				c, err = s.openRetry(tx, caller.ID, pro.ID, prev)
 				return err
 			} else if !errors.Is(err, parley.NotFound) {
@@ -191,7 +206,7 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 		if err := tx.CreateConversation(row); err != nil {
 			return err
 		}
-		msg, err := s.insertMessage(tx, row.ID, caller.ID, req.Message, nil, now)
+		msg, err := s.insertMessage(tx, row.ID, &caller.ID, req.Message, nil, now)
 		if err != nil {
 			return err
 		}
@@ -216,7 +231,7 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 		}
 		evs = append(evs, parley.NewEvent{UserID: caller.ID, Type: parley.EventMessageCreated, Data: mb},
 			parley.NewEvent{UserID: pro.ID, Type: parley.EventMessageCreated, Data: mb})
-		if _, err := tx.Append(evs...); err != nil {
+		if _, err := tx.AppendLive(evs...); err != nil {
 			return err
 		}
 		c, created = views[0], true
@@ -225,11 +240,15 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 	if errors.Is(err, store.ErrDuplicate) {
 		// A concurrent retry won the race for the client_id; answer what it made.
 		err = s.store.View(ctx, func(tx *store.Tx) error {
-			prev, err := tx.MessageByClientID(caller.ID, req.Message.ClientID)
+			prev, err := tx.MessageByClientID(&caller.ID, req.Message.ClientID)
 			if err != nil {
 				return err
 			}
-			c, err = s.openRetry(tx, caller.ID, req.ProfessionalID, prev)
+			pro, err := req.professional(tx)
+			if err != nil {
+				return err
+			}
+			c, err = s.openRetry(tx, caller.ID, pro.ID, prev)
 			return err
 		})
 		created = false
@@ -255,15 +274,20 @@ func (s *Service) openRetry(tx *store.Tx, clientID, proID string, prev *parley.M
 	return c, nil
 }
 
-// insertMessage allocates the next seq and stores a message. Validation and
-// the membership check are the caller's.
-func (s *Service) insertMessage(tx *store.Tx, convID, senderID string, m *Message, reply *parley.Reply, now time.Time) (*parley.Message, error) {
+// insertMessage allocates the next seq and stores a message; a nil sender
+// makes it a system message. Validation and the membership check are the
+// caller's.
+func (s *Service) insertMessage(tx *store.Tx, convID string, senderID *string, m *Message, reply *parley.Reply, now time.Time) (*parley.Message, error) {
 	seq, err := tx.NextSeq(convID, now)
 	if err != nil {
 		return nil, err
 	}
+	kind := parley.MessageUser
+	if senderID == nil {
+		kind = parley.MessageSystem
+	}
 	msg := &parley.Message{
-		ID: parley.NewID("msg"), ConversationID: convID, Seq: seq, SenderID: senderID,
+		ID: parley.NewID("msg"), ConversationID: convID, Seq: seq, Kind: kind, SenderID: senderID,
 		Body: m.Body, ReplyTo: reply, CreatedAt: parley.T(now),
 	}
 	if m.ClientID != "" {
@@ -298,7 +322,7 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		return nil, false, err
 	}
 	retry := func(tx *store.Tx) error {
-		prev, err := tx.MessageByClientID(senderID, req.ClientID)
+		prev, err := tx.MessageByClientID(&senderID, req.ClientID)
 		if err != nil {
 			return err
 		}
@@ -332,7 +356,7 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 			}
 			reply = &parley.Reply{ID: q.ID, SenderID: q.SenderID, Preview: preview(q.Body)}
 		}
-		m, err := s.insertMessage(tx, convID, senderID, &req, reply, store.Now())
+		m, err := s.insertMessage(tx, convID, &senderID, &req, reply, store.Now())
 		if err != nil {
 			return err
 		}
@@ -363,7 +387,7 @@ func ownMessage(tx *store.Tx, userID, msgID string) (*parley.Message, *store.Mem
 	if err != nil {
 		return nil, nil, err
 	}
-	if m.SenderID != userID {
+	if !m.SentBy(userID) {
 		return nil, nil, parley.Errorf(parley.EForbidden, "only the sender can change a message")
 	}
 	return m, mem, nil
@@ -399,21 +423,55 @@ func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley
 func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Message, error) {
 	var out *parley.Message
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
-		m, mem, err := ownMessage(tx, userID, msgID)
+		m, _, err := ownMessage(tx, userID, msgID)
 		if err != nil {
 			return err
 		}
 		out = m
-		if m.Deleted {
-			return nil
+		tombs, err := Tombstone(tx, m.ID)
+		if err == nil && len(tombs) == 1 {
+			out = tombs[0]
 		}
-		if err := tx.DeleteMessage(m.ID); err != nil {
-			return err
-		}
-		m.Body, m.Deleted, m.ReplyTo = "", true, nil
-		return tx.AppendJSON(parley.EventMessageDeleted, m, userID, mem.PeerID)
+		return err
 	})
 	return out, err
+}
+
+// Tombstone is the one path by which a message loses its text: inside tx
+// it turns the messages named by ids into tombstones and appends
+// message.deleted to both participants' logs for each, and returns the
+// tombstones. Messages already deleted are left as they are, with no
+// event. A sender's delete and an erasure (Erase) both come through here,
+// so whatever a delete redacts, an erasure redacts too.
+func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, error) {
+	var out []*parley.Message
+	peers := map[string]string{}
+	for _, id := range ids {
+		m, err := tx.MessageByID(id)
+		if err != nil {
+			return nil, err
+		}
+		if m.Deleted || m.SenderID == nil {
+			continue
+		}
+		peer, ok := peers[m.ConversationID]
+		if !ok {
+			mem, err := tx.Member(m.ConversationID, *m.SenderID)
+			if err != nil {
+				return nil, fmt.Errorf("participants of %s: %w", m.ConversationID, err)
+			}
+			peer, peers[m.ConversationID] = mem.PeerID, mem.PeerID
+		}
+		if err := tx.DeleteMessage(m.ID); err != nil {
+			return nil, err
+		}
+		m.Body, m.Deleted, m.ReplyTo = "", true, nil
+		if err := tx.AppendJSON(parley.EventMessageDeleted, m, *m.SenderID, peer); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // Page selects a slice of a conversation's history.

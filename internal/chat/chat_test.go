@@ -35,10 +35,10 @@ func TestOpenConversation(t *testing.T) {
 	if c.ID == "" || c.ID == "conv_mine" || c.Client.ID != client.ID || c.Professional.ID != pro.ID || c.Subject != "Tax question" {
 		t.Fatalf("conversation = %+v", c)
 	}
-	if c.Client.Username != client.Username || c.Professional.Role != parley.RoleProfessional {
+	if c.Client.Name() != client.Username || c.Professional.Role != parley.RoleProfessional {
 		t.Fatalf("users = %+v / %+v", c.Client, c.Professional)
 	}
-	if m := c.LastMessage; m == nil || m.Seq != 1 || m.Body != "Hi there" || m.SenderID != client.ID || m.ClientID == nil || *m.ClientID != "first-1" {
+	if m := c.LastMessage; m == nil || m.Seq != 1 || m.Body != "Hi there" || !m.SentBy(client.ID) || m.ClientID == nil || *m.ClientID != "first-1" {
 		t.Fatalf("last_message = %+v", c.LastMessage)
 	}
 	if c.UnreadCount != 0 || c.LastReadSeq != 0 || c.PeerLastReadSeq != 0 {
@@ -204,7 +204,7 @@ func TestSendMessages(t *testing.T) {
 	// Both participants may write; seq counts on from the first message.
 	m2 := send(t, n, p.pro, p.conv.ID, "Good morning")
 	m3 := send(t, n, p.client, p.conv.ID, "Thanks")
-	if m2.Seq != 2 || m3.Seq != 3 || m2.SenderID != p.pro.ID || m2.ConversationID != p.conv.ID || m2.Deleted || m2.EditedAt != nil || m2.ReplyTo != nil {
+	if m2.Seq != 2 || m3.Seq != 3 || !m2.SentBy(p.pro.ID) || m2.ConversationID != p.conv.ID || m2.Deleted || m2.EditedAt != nil || m2.ReplyTo != nil {
 		t.Fatalf("messages: %+v %+v", m2, m3)
 	}
 
@@ -288,7 +288,7 @@ func TestSendIdempotent(t *testing.T) {
 
 	var first, again parley.Message
 	res := n.Do(t, "POST", path, p.client.Token, map[string]any{"body": "once", "client_id": "c-1", "seq": 99, "sender_id": p.pro.ID}, &first)
-	if res.StatusCode != 201 || first.ClientID == nil || *first.ClientID != "c-1" || first.Seq != 2 || first.SenderID != p.client.ID {
+	if res.StatusCode != 201 || first.ClientID == nil || *first.ClientID != "c-1" || first.Seq != 2 || !first.SentBy(p.client.ID) {
 		t.Fatalf("first: %d %s", res.StatusCode, res.Body)
 	}
 	// The retry, even with another body, answers the original.
@@ -362,7 +362,7 @@ func TestReplyTo(t *testing.T) {
 		t.Fatalf("reply: %d %s", res.StatusCode, res.Body)
 	}
 	want := string([]rune(long)[:140])
-	if r.ReplyTo.ID != q.ID || r.ReplyTo.SenderID != p.pro.ID || r.ReplyTo.Preview != want || utf8.RuneCountInString(r.ReplyTo.Preview) != 140 {
+	if r.ReplyTo.ID != q.ID || (r.ReplyTo.SenderID == nil || *r.ReplyTo.SenderID != p.pro.ID) || r.ReplyTo.Preview != want || utf8.RuneCountInString(r.ReplyTo.Preview) != 140 {
 		t.Fatalf("reply_to = %+v", r.ReplyTo)
 	}
 	// The preview is taken at reply time: a later edit does not change it.
@@ -376,7 +376,7 @@ func TestReplyTo(t *testing.T) {
 	// A short body is quoted whole.
 	var short parley.Message
 	n.Do(t, "POST", "/api/conversations/"+p.conv.ID+"/messages", p.pro.Token, map[string]any{"body": "ok", "reply_to_id": p.conv.LastMessage.ID}, &short)
-	if short.ReplyTo == nil || short.ReplyTo.Preview != "hello" || short.ReplyTo.SenderID != p.client.ID {
+	if short.ReplyTo == nil || short.ReplyTo.Preview != "hello" || (short.ReplyTo.SenderID == nil || *short.ReplyTo.SenderID != p.client.ID) {
 		t.Fatalf("short reply_to = %+v", short.ReplyTo)
 	}
 

@@ -204,14 +204,14 @@ func TestEndToEndConcurrentReconnects(t *testing.T) {
 			t.Fatalf("histories differ at %d: %+v / %+v", i, m, o)
 		}
 		bySeq[m.Seq] = m
-		if m.SenderID == client.ID {
+		if m.SentBy(client.ID) {
 			lastClientSeq = m.Seq
 		} else {
 			lastProSeq = m.Seq
 		}
 	}
 	for _, s := range sents {
-		if !slices.ContainsFunc(histories[0], func(m *parley.Message) bool { return m.ID == s.id && m.Body == s.body && m.SenderID == s.sender }) {
+		if !slices.ContainsFunc(histories[0], func(m *parley.Message) bool { return m.ID == s.id && m.Body == s.body && m.SentBy(s.sender) }) {
 			t.Fatalf("sent message %s missing from history", s.body)
 		}
 	}

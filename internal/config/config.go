@@ -45,7 +45,27 @@ type Config struct {
 
 	LogLevel string // debug, info, warn, error
 	Pprof    bool   // serve /debug/pprof/ on the main listener
+
+	// Inside an existing app (SPEC §9.1): its tokens and its registration.
+	// AuthSecret is the HMAC key of the app's tokens; "" = none. HS256 needs
+	// 32 bytes or more, HS384 48 and HS512 64 (RFC 7518 §3.2).
+	AuthSecret      string
+	AuthJWKSURL     string // the app's public keys: https://…, http://… or a file path; "" = none
+	AuthIssuer      string // when set, an app token's iss must match
+	AuthAudience    string // when set, an app token's aud must contain it
+	AuthRoleClaim   string // claim holding client or professional; parley_role
+	AuthDefaultRole string // role when the claim is absent; client
+	Registration    string // open (default) or closed: POST /api/auth/register answers 403
+	// AuthJWKSRefetch is the least time between two reads of the JWKS for
+	// unknown kids: 30s. Not a flag: the SPEC fixes it; tests shorten it.
+	AuthJWKSRefetch time.Duration
 }
+
+// Registration settings.
+const (
+	RegistrationOpen   = "open"
+	RegistrationClosed = "closed"
+)
 
 // Default returns the documented defaults of SPEC §7.
 func Default() Config {
@@ -70,6 +90,10 @@ func Default() Config {
 		PasswordCost:      10,
 		SessionTTL:        30 * 24 * time.Hour,
 		LogLevel:          "info",
+		AuthRoleClaim:     "parley_role",
+		AuthDefaultRole:   "client",
+		Registration:      RegistrationOpen,
+		AuthJWKSRefetch:   30 * time.Second,
 	}
 }
 
@@ -107,6 +131,13 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "lifetime of a token and its session")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/")
+	fs.StringVar(&c.AuthSecret, "auth-secret", c.AuthSecret, "HMAC key of the app's own tokens (HS256/384/512)")
+	fs.StringVar(&c.AuthJWKSURL, "auth-jwks-url", c.AuthJWKSURL, "the app's public keys as a JWKS: https://…, http://… or a file path")
+	fs.StringVar(&c.AuthIssuer, "auth-issuer", c.AuthIssuer, "required iss of the app's tokens")
+	fs.StringVar(&c.AuthAudience, "auth-audience", c.AuthAudience, "required aud of the app's tokens")
+	fs.StringVar(&c.AuthRoleClaim, "auth-role-claim", c.AuthRoleClaim, "claim of the app's tokens holding client or professional")
+	fs.StringVar(&c.AuthDefaultRole, "auth-default-role", c.AuthDefaultRole, "role of the app's users whose token has no role claim")
+	fs.StringVar(&c.Registration, "registration", c.Registration, "open, or closed to refuse POST /api/auth/register")
 
 	// Environment variables are applied as if given first, so flags override them.
 	var envErr error
@@ -149,6 +180,18 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("stream-buffer must be at least 1")
 	case c.BodyLimit < 1024 || c.PublishBodyLimit < 1024:
 		return fmt.Errorf("body limits must be at least 1 KiB")
+	case c.Registration != RegistrationOpen && c.Registration != RegistrationClosed:
+		return fmt.Errorf("registration must be open or closed")
+	case c.AuthDefaultRole != "client" && c.AuthDefaultRole != "professional":
+		return fmt.Errorf("auth-default-role must be client or professional")
+	case c.AuthSecret != "" && len(c.AuthSecret) < 32:
+		// HS256 keys shorter than the hash are guessable offline from
+		// any one token.
+		return fmt.Errorf("auth-secret must be at least 32 characters")
+	case c.AuthSecret != "" && c.AuthSecret == c.JWTSecret:
+		// A token verifying with Parley's secret is Parley's (SPEC §9.1):
+		// with one secret for both, the app's tokens would never be its.
+		return fmt.Errorf("auth-secret must differ from jwt-secret")
 	case c.Bus != "" && c.JWTSecret == "":
 		// A generated secret is per node: a token from one node would be
 		// refused by the others.

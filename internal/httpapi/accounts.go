@@ -7,12 +7,18 @@ import (
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/config"
 	"github.com/parley-chat/parley/internal/store"
 )
 
 const sessionCookie = "parley_session"
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
+	if a.Config.Registration == config.RegistrationClosed {
+		// The app Parley is part of signs its users in (SPEC §9.1).
+		a.writeError(w, r, parley.Errorf(parley.EForbidden, "registration is closed; sign in through the app"))
+		return
+	}
 	if !a.limiter.allow("ip:" + clientIP(r)) {
 		a.writeError(w, r, &parley.Error{Code: parley.ERateLimited, Message: "too many requests", RetryAfter: time.Second})
 		return

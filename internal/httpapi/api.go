@@ -40,15 +40,40 @@ type API struct {
 	// Web serves the browser app and SDK at every path outside /api/.
 	Web http.Handler
 	// Routes lets other parts (chat) add their handlers to the mux.
-	Routes []func(mux *http.ServeMux, a *API)
+	Routes []func(mux *ServeMux, a *API)
 
-	limiter *limiter
+	limiter  *limiter
+	patterns []string
 }
+
+// ServeMux is the route table: an http.ServeMux that also records each
+// pattern registered on it, so that the routes the server serves can be
+// listed (Patterns) and checked against the OpenAPI document. Every route,
+// the ones other parts add through API.Routes included, is registered here.
+type ServeMux struct {
+	mux      *http.ServeMux
+	patterns []string
+}
+
+// Handle registers h for pattern, as http.ServeMux.Handle does.
+func (m *ServeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.mux.Handle(pattern, h)
+}
+
+// HandleFunc registers f for pattern, as http.ServeMux.HandleFunc does.
+func (m *ServeMux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(f))
+}
+
+// Patterns returns the patterns Handler registered, in order: the route
+// table as served.
+func (a *API) Patterns() []string { return slices.Clone(a.patterns) }
 
 // Handler builds the HTTP handler.
 func (a *API) Handler() http.Handler {
 	a.limiter = newLimiter(a.Config.RateLimit)
-	mux := http.NewServeMux()
+	mux := &ServeMux{mux: http.NewServeMux()}
 
 	mux.HandleFunc("POST /api/auth/register", a.register)
 	mux.HandleFunc("POST /api/auth/login", a.login)
@@ -69,6 +94,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	mux.HandleFunc("GET /api/config", a.clientConfig)
 	mux.HandleFunc("GET /api/diag/stream", a.diagStream)
+	mux.HandleFunc("GET /api/openapi.json", a.openAPI)
 	if a.Config.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -77,11 +103,12 @@ func (a *API) Handler() http.Handler {
 	for _, add := range a.Routes {
 		add(mux, a)
 	}
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { a.unrouted(mux, w, r) })
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { a.unrouted(mux.mux, w, r) })
 	if a.Web != nil {
 		mux.Handle("/", a.Web)
 	}
-	return a.recover(a.observe(a.cors(mux)))
+	a.patterns = mux.patterns
+	return a.recover(a.observe(a.cors(mux.mux)))
 }
 
 // unrouted answers /api/ paths no route took: 405 with Allow when the path

@@ -11,8 +11,8 @@ import (
 
 // ChatRoutes returns the routes of SPEC §4 and §5 served by svc, to be added
 // to API.Routes.
-func ChatRoutes(svc *chat.Service) func(mux *http.ServeMux, a *API) {
-	return func(mux *http.ServeMux, a *API) {
+func ChatRoutes(svc *chat.Service) func(mux *ServeMux, a *API) {
+	return func(mux *ServeMux, a *API) {
 		h := &chatHandlers{a: a, svc: svc}
 		mux.Handle("POST /api/conversations", a.authed(h.open))
 		mux.Handle("GET /api/conversations", a.authed(h.list))

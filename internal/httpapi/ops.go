@@ -40,6 +40,7 @@ func (a *API) clientConfig(w http.ResponseWriter, r *http.Request) {
 		"poll_max_wait_s":          30,
 		"poll_max_events":          500,
 		"rate_limit_per_s":         c.RateLimit,
+		"registration":             c.Registration,
 	})
 }
 

@@ -51,6 +51,8 @@ type Server struct {
 
 	chat     *chat.Service
 	presence *presence.Tracker
+	// jwks is the app's public keys, nil when none are configured.
+	jwks *auth.JWKS
 
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -87,6 +89,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	s.auth = auth.New(s.store, secret, cfg.IdleTimeout, cfg.SessionTTL, cfg.PasswordCost)
+	s.auth.App = s.appTokens()
 	s.presence.Start(s.store, s.hub)
 	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout}, logger)
 	streams := &stream.Server{
@@ -107,7 +110,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.api = &httpapi.API{
 		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,
 		Ready: s.ready, Web: web.Handler(),
-		Presence: s.presence, Routes: []func(*http.ServeMux, *httpapi.API){httpapi.ChatRoutes(s.chat)},
+		Presence: s.presence, Routes: []func(*httpapi.ServeMux, *httpapi.API){httpapi.ChatRoutes(s.chat), httpapi.ServerRoutes(s.chat)},
 	}
 	s.http = &http.Server{
 		Handler:           s.api.Handler(),
@@ -117,6 +120,32 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// appTokens is the check of the app's own tokens (SPEC §9.1), nil when
+// neither a secret nor a JWKS is configured. The JWKS is read here, so a
+// node that starts serves the app's tokens at once when the keys answer.
+func (s *Server) appTokens() *auth.AppTokens {
+	cfg := s.cfg
+	if cfg.AuthSecret == "" && cfg.AuthJWKSURL == "" {
+		return nil
+	}
+	app := &auth.AppTokens{
+		Issuer: cfg.AuthIssuer, Audience: cfg.AuthAudience,
+		RoleClaim: cfg.AuthRoleClaim, DefaultRole: cfg.AuthDefaultRole, Leeway: time.Minute,
+	}
+	if cfg.AuthSecret != "" {
+		app.Secret = []byte(cfg.AuthSecret)
+	}
+	if cfg.AuthJWKSURL != "" {
+		s.jwks = auth.NewJWKS(cfg.AuthJWKSURL, s.log)
+		if cfg.AuthJWKSRefetch > 0 {
+			s.jwks.MinRefetch = cfg.AuthJWKSRefetch
+		}
+		s.jwks.Start(10 * time.Second)
+		app.JWKS = s.jwks
+	}
+	return app
 }
 
 func openStore(ctx context.Context, cfg config.Config, hook store.CommitHook) (store.Store, error) {
@@ -155,6 +184,9 @@ func (s *Server) ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Routes returns the route patterns the node serves, as registered.
+func (s *Server) Routes() []string { return s.api.Patterns() }
 
 // Handler is the node's HTTP handler, for tests that serve it themselves.
 func (s *Server) Handler() http.Handler { return s.http.Handler }
@@ -209,6 +241,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.presence.Close(ctx)
 	if s.cluster != nil {
 		err = errors.Join(err, s.cluster.close())
+	}
+	if s.jwks != nil {
+		s.jwks.Stop()
 	}
 	return errors.Join(err, s.store.Close())
 }

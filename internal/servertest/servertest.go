@@ -230,3 +230,7 @@ func (n *Node) Publish(tb testing.TB, typ string, data any, userIDs ...string) m
 	}
 	return out.IDs
 }
+
+// Routes returns the route patterns the node registered, as the server's
+// route table holds them.
+func (n *Node) Routes() []string { return n.srv.Routes() }

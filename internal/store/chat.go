@@ -123,8 +123,8 @@ const conversationView = `SELECT c.id, c.subject, c.created_at, c.last_seq, c.la
 	m.read_seq, p.read_seq, p.delivered_seq,
 	(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = c.id AND x.seq > m.read_seq
 		AND x.sender_id <> m.user_id AND x.deleted = FALSE),
-	cu.id, cu.username, cu.display_name, cu.role, cu.last_seen,
-	pu.id, pu.username, pu.display_name, pu.role, pu.last_seen,
+	cu.id, cu.username, cu.display_name, cu.role, cu.last_seen, cu.external_id,
+	pu.id, pu.username, pu.display_name, pu.role, pu.last_seen, pu.external_id,
 	` + lastMessageColumns + `
 	FROM conversation_members m
 	JOIN conversations c ON c.id = m.conversation_id
@@ -178,16 +178,25 @@ func scanConversation(row scanner) (*parley.Conversation, error) {
 	var c parley.Conversation
 	var created, activity int64
 	var cSeen, pSeen sql.NullInt64
+	var cName, pName string
+	var cExt, pExt sql.NullString
 	var lm nullMessage
 	dst := []any{&c.ID, &c.Subject, &created, &c.LastSeq, &activity,
 		&c.LastReadSeq, &c.PeerLastReadSeq, &c.PeerDeliveredSeq, &c.UnreadCount,
-		&c.Client.ID, &c.Client.Username, &c.Client.DisplayName, &c.Client.Role, &cSeen,
-		&c.Professional.ID, &c.Professional.Username, &c.Professional.DisplayName, &c.Professional.Role, &pSeen}
+		&c.Client.ID, &cName, &c.Client.DisplayName, &c.Client.Role, &cSeen, &cExt,
+		&c.Professional.ID, &pName, &c.Professional.DisplayName, &c.Professional.Role, &pSeen, &pExt}
 	if err := row.Scan(append(dst, lm.dest()...)...); err != nil {
 		return nil, err
 	}
 	c.CreatedAt, c.LastActivity = parley.T(FromMicros(created)), FromMicros(activity)
 	c.Client.LastSeen, c.Professional.LastSeen = nullTime(cSeen), nullTime(pSeen)
+	c.Client.Username, c.Professional.Username = userName(cName), userName(pName)
+	if cExt.Valid {
+		c.Client.ExternalID = &cExt.String
+	}
+	if pExt.Valid {
+		c.Professional.ExternalID = &pExt.String
+	}
 	c.LastMessage = lm.message()
 	return &c, nil
 }
@@ -213,17 +222,40 @@ func (n *nullMessage) message() *parley.Message {
 		return nil
 	}
 	m := &parley.Message{
-		ID: n.id.String, ConversationID: n.conv.String, Seq: n.seq.Int64, SenderID: n.sender.String,
-		Body: n.body.String, CreatedAt: parley.T(FromMicros(n.created.Int64)), EditedAt: nullTime(n.edited),
-		Deleted: n.deleted.Bool,
+		ID: n.id.String, ConversationID: n.conv.String, Seq: n.seq.Int64, Kind: parley.MessageUser,
+		SenderID: senderOf(n.sender.String), Body: n.body.String, CreatedAt: parley.T(FromMicros(n.created.Int64)),
+		EditedAt: nullTime(n.edited), Deleted: n.deleted.Bool,
+	}
+	if m.SenderID == nil {
+		m.Kind = parley.MessageSystem
 	}
 	if n.clientID.Valid {
 		m.ClientID = &n.clientID.String
 	}
 	if n.replyID.Valid {
-		m.ReplyTo = &parley.Reply{ID: n.replyID.String, SenderID: n.replySender.String, Preview: n.replyPreview.String}
+		m.ReplyTo = &parley.Reply{ID: n.replyID.String, SenderID: senderOf(n.replySender.String), Preview: n.replyPreview.String}
 	}
 	return m
+}
+
+// systemSender is the stored sender_id of a system message, which has none
+// (00007_app_users.sql says why not NULL).
+const systemSender = ""
+
+// senderOf maps a stored sender_id to the API's: nil for a system message.
+func senderOf(stored string) *string {
+	if stored == systemSender {
+		return nil
+	}
+	return &stored
+}
+
+// storedSender is the inverse of senderOf.
+func storedSender(id *string) string {
+	if id == nil {
+		return systemSender
+	}
+	return *id
 }
 
 func scanMessage(row scanner) (*parley.Message, error) {
@@ -239,7 +271,7 @@ func scanMessage(row scanner) (*parley.Message, error) {
 func (tx *Tx) InsertMessage(m *parley.Message) error {
 	var replyID, replySender, replyPreview *string
 	if m.ReplyTo != nil {
-		replyID, replySender, replyPreview = &m.ReplyTo.ID, &m.ReplyTo.SenderID, &m.ReplyTo.Preview
+		replyID, replySender, replyPreview = &m.ReplyTo.ID, parley.Ptr(storedSender(m.ReplyTo.SenderID)), &m.ReplyTo.Preview
 	}
 	var edited *int64
 	if m.EditedAt != nil {
@@ -247,7 +279,7 @@ func (tx *Tx) InsertMessage(m *parley.Message) error {
 		edited = &v
 	}
 	_, err := tx.exec(`INSERT INTO messages (`+messageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, m.ConversationID, m.Seq, m.SenderID, m.Body, m.ClientID,
+		m.ID, m.ConversationID, m.Seq, storedSender(m.SenderID), m.Body, m.ClientID,
 		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted)
 	if tx.d.IsUniqueViolation(err) {
 		return ErrDuplicate
@@ -274,8 +306,9 @@ func (tx *Tx) MessageByID(id string) (*parley.Message, error) {
 }
 
 // MessageByClientID returns the sender's message with that client_id, or
-// parley.NotFound.
-func (tx *Tx) MessageByClientID(senderID, clientID string) (*parley.Message, error) {
+// parley.NotFound. A nil sender looks among system messages.
+func (tx *Tx) MessageByClientID(sender *string, clientID string) (*parley.Message, error) {
+	senderID := storedSender(sender)
 	if impossibleKey(clientID) {
 		return nil, parley.NotFound
 	}

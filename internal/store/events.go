@@ -21,6 +21,22 @@ import (
 // user's run of ids (the row lock is what keeps ids contiguous across
 // concurrent writers and nodes), then multi-row inserts write the events.
 func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
+	return tx.appendEvents(events, false)
+}
+
+// AppendLive is Append for events about a conversation: a participant whose
+// account was erased has no log any more, and their events are left out
+// (the others are appended) rather than failing the change. Only the
+// events appended are returned.
+func (tx *Tx) AppendLive(events ...parley.NewEvent) ([]parley.Event, error) {
+	out, err := tx.appendEvents(events, true)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(out, func(e parley.Event) bool { return e.ID == 0 }), nil
+}
+
+func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -54,7 +70,7 @@ func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
 	if tx.heads != nil {
 		reserve = tx.reserveCached
 	}
-	last, err := reserve(users, counts)
+	last, err := reserve(users, counts, skipGone)
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +79,10 @@ func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
 	logOrder := make([]parley.Event, 0, len(events)) // per user, by id, for the hook
 	k := 0
 	for j, u := range users {
+		if last[j] < 0 {
+			k += counts[j] // a user with no log (skipGone)
+			continue
+		}
 		first := last[j] - int64(counts[j]) + 1
 		for n := range counts[j] {
 			i := order[k]
@@ -71,6 +91,9 @@ func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
 			out[i] = parley.Event{UserID: u, ID: first + int64(n), Type: e.Type, Data: e.Data, Time: parley.T(now)}
 			logOrder = append(logOrder, out[i])
 		}
+	}
+	if len(logOrder) == 0 {
+		return out, nil
 	}
 	if tx.tail != nil {
 		err = tx.insertBatch(logOrder, now)
@@ -115,8 +138,9 @@ func chunks[T any](s []T, size int) iter.Seq[[]T] {
 
 // advanceHeads moves each user's log head forward by their count of events
 // and returns the new heads, in the order of users. Users with the same
-// count share a statement. users must be sorted.
-func (tx *Tx) advanceHeads(users []string, counts []int) ([]int64, error) {
+// count share a statement. users must be sorted. A user with no log is an
+// error, or with skipGone a head of -1.
+func (tx *Tx) advanceHeads(users []string, counts []int, skipGone bool) ([]int64, error) {
 	if l, ok := tx.d.(RowLocker); ok {
 		// An UPDATE … IN (…) locks rows in whatever order the plan reads
 		// them; locking first in user order keeps two writers with
@@ -145,21 +169,25 @@ func (tx *Tx) advanceHeads(users []string, counts []int) ([]int64, error) {
 			}
 		}
 	}
-	if len(moved) != len(users) {
+	if len(moved) != len(users) && !skipGone {
 		// Every user has a head row, so the heads not moved name the
 		// users who do not exist; none of the batch is written.
 		return nil, unknownUsers(users, moved)
 	}
 	last := make([]int64, len(users))
 	for j, u := range users {
-		last[j] = moved[u]
+		id, ok := moved[u]
+		if !ok {
+			id = -1
+		}
+		last[j] = id
 	}
 	return last, nil
 }
 
 // reserveCached is advanceHeads for a writer with a HeadCache: heads come
 // from the cache (read once per user into it) and move only there.
-func (tx *Tx) reserveCached(users []string, counts []int) ([]int64, error) {
+func (tx *Tx) reserveCached(users []string, counts []int, skipGone bool) ([]int64, error) {
 	h := tx.heads
 	entries := make([]*cachedHead, len(users))
 	var missing []string
@@ -175,17 +203,21 @@ func (tx *Tx) reserveCached(users []string, counts []int) ([]int64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read log heads: %w", err)
 		}
-		if len(loaded) != len(missing) {
+		if len(loaded) != len(missing) && !skipGone {
 			return nil, unknownUsers(missing, loaded)
 		}
 		for j, u := range users {
-			if entries[j] == nil {
-				entries[j] = h.load(u, loaded[u])
+			if id, ok := loaded[u]; entries[j] == nil && ok {
+				entries[j] = h.load(u, id)
 			}
 		}
 	}
 	last := make([]int64, len(users))
 	for j, c := range entries {
+		if c == nil {
+			last[j] = -1
+			continue
+		}
 		last[j] = c.head() + int64(counts[j])
 		h.move(c, last[j])
 	}
@@ -241,7 +273,9 @@ func (tx *Tx) insertEvents(events []parley.Event) error {
 	return nil
 }
 
-// AppendJSON marshals data and appends one event of type typ to each user's log.
+// AppendJSON marshals data and appends one event of type typ to each user's
+// log, as AppendLive does: it is for the participants of a conversation,
+// some of whom may have been erased.
 func (tx *Tx) AppendJSON(typ string, data any, userIDs ...string) error {
 	b, err := json.Marshal(data)
 	if err != nil {
@@ -251,7 +285,7 @@ func (tx *Tx) AppendJSON(typ string, data any, userIDs ...string) error {
 	for i, u := range userIDs {
 		evs[i] = parley.NewEvent{UserID: u, Type: typ, Data: b}
 	}
-	_, err = tx.Append(evs...)
+	_, err = tx.AppendLive(evs...)
 	return err
 }
 

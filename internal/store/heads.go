@@ -100,3 +100,7 @@ func (h *HeadCache) EndTransaction(committed bool) {
 		clear(h.heads)
 	}
 }
+
+// forget drops the user's entry: their log head row was deleted (an
+// erasure), and an append must find no head rather than a cached one.
+func (h *HeadCache) forget(user string) { delete(h.heads, user) }

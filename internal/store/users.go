@@ -3,34 +3,66 @@ package store
 import (
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley"
 )
 
-const userColumns = `id, username, display_name, role, password_hash, created_at, last_seen`
+const userColumns = `id, username, display_name, role, password_hash, created_at, last_seen, external_id, erased_at`
+
+// noUsername marks the stored username of a user who has none (an app's
+// user, an erased account): '~' and the id, which no real username can be
+// (00007_app_users.sql says why a marker and not NULL).
+const noUsername = "~"
+
+// storedUsername is what the username column holds for u.
+func storedUsername(u *parley.User) string {
+	if u.Username == nil {
+		return noUsername + u.ID
+	}
+	return *u.Username
+}
 
 func scanUser(row interface{ Scan(...any) error }) (*parley.User, error) {
 	var u parley.User
-	var hash string
+	var hash, username string
 	var created int64
-	var lastSeen sql.NullInt64
-	if err := row.Scan(&u.ID, &u.Username, &u.DisplayName, &u.Role, &hash, &created, &lastSeen); err != nil {
+	var lastSeen, erased sql.NullInt64
+	var external sql.NullString
+	if err := row.Scan(&u.ID, &username, &u.DisplayName, &u.Role, &hash, &created, &lastSeen, &external, &erased); err != nil {
 		return nil, err
 	}
+	u.Username = userName(username)
 	u.PasswordHash = []byte(hash)
 	u.CreatedAt = FromMicros(created)
 	u.LastSeen = nullTime(lastSeen)
+	if external.Valid {
+		u.ExternalID = &external.String
+	}
+	u.Erased = erased.Valid
 	return &u, nil
 }
 
+// userName maps a stored username to the API's: nil for the marker.
+func userName(stored string) *string {
+	if strings.HasPrefix(stored, noUsername) {
+		return nil
+	}
+	return &stored
+}
+
 // CreateUser inserts u and the head of its event log. A taken username is a
-// conflict.
+// conflict; so is a taken external id, which callers provisioning an app's
+// user (who may race another node) answer by reading the user instead.
 func (tx *Tx) CreateUser(u *parley.User) error {
-	_, err := tx.exec(`INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, NULL)`,
-		u.ID, u.Username, u.DisplayName, u.Role, string(u.PasswordHash), Micros(u.CreatedAt))
+	_, err := tx.exec(`INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL)`,
+		u.ID, storedUsername(u), u.DisplayName, u.Role, string(u.PasswordHash), Micros(u.CreatedAt), u.ExternalID)
 	if tx.d.IsUniqueViolation(err) {
-		return parley.Errorf(parley.EConflict, "username %q is taken", u.Username)
+		if u.ExternalID != nil {
+			return ErrDuplicate
+		}
+		return parley.Errorf(parley.EConflict, "username %q is taken", u.Name())
 	}
 	if err != nil {
 		return fmt.Errorf("insert user: %w", err)
@@ -39,6 +71,75 @@ func (tx *Tx) CreateUser(u *parley.User) error {
 		return fmt.Errorf("insert event head: %w", err)
 	}
 	return nil
+}
+
+// UserByExternalID returns the app's user with that id (a token's sub), or
+// parley.NotFound.
+func (tx *Tx) UserByExternalID(externalID string) (*parley.User, error) {
+	if impossibleKey(externalID) {
+		return nil, parley.NotFound
+	}
+	u, err := scanUser(tx.queryRow(`SELECT `+userColumns+` FROM users WHERE external_id = ?`, externalID))
+	if isNoRows(err) {
+		return nil, parley.NotFound
+	}
+	return u, err
+}
+
+// UpdateUser sets a user's display name and role.
+func (tx *Tx) UpdateUser(id, displayName, role string) error {
+	_, err := tx.exec(`UPDATE users SET display_name = ?, role = ? WHERE id = ?`, displayName, role, id)
+	if err != nil {
+		return fmt.Errorf("update user: %w", err)
+	}
+	return nil
+}
+
+// MarkErased flags the account as being erased: from then on it is refused
+// everywhere (auth) while its erasure runs, and found again only to finish
+// that erasure.
+func (tx *Tx) MarkErased(id string, at time.Time) error {
+	_, err := tx.exec(`UPDATE users SET erased_at = ? WHERE id = ? AND erased_at IS NULL`, Micros(at), id)
+	if err != nil {
+		return fmt.Errorf("mark erased: %w", err)
+	}
+	return nil
+}
+
+// ErasedName is the display name an erased account keeps.
+const ErasedName = "Deleted user"
+
+// EraseUser turns the account into what an erasure leaves: its id and role,
+// so that conversations still name a participant, and nothing else: no
+// external id (a new token with the same sub makes a new user), no name,
+// no password, no last_seen.
+func (tx *Tx) EraseUser(id string, at time.Time) error {
+	_, err := tx.exec(`UPDATE users SET username = ?, external_id = NULL, display_name = ?, password_hash = '',
+		last_seen = NULL, erased_at = COALESCE(erased_at, ?) WHERE id = ?`, noUsername+id, ErasedName, Micros(at), id)
+	if err != nil {
+		return fmt.Errorf("erase user: %w", err)
+	}
+	return nil
+}
+
+// RevokeUserSessions ends every live session of the user at once and
+// returns their ids, so that their streams can be told.
+func (tx *Tx) RevokeUserSessions(userID string) ([]string, error) {
+	rows, err := tx.query(`UPDATE sessions SET revoked = ?, revoked_at = ? WHERE user_id = ? AND revoked = ? RETURNING id`,
+		true, Micros(Now()), userID, false)
+	if err != nil {
+		return nil, fmt.Errorf("revoke sessions: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // UserByID returns the user or parley.NotFound.
@@ -55,7 +156,7 @@ func (tx *Tx) UserByID(id string) (*parley.User, error) {
 
 // UserByUsername returns the user or parley.NotFound.
 func (tx *Tx) UserByUsername(username string) (*parley.User, error) {
-	if impossibleKey(username) {
+	if impossibleKey(username) || strings.HasPrefix(username, noUsername) {
 		return nil, parley.NotFound
 	}
 	u, err := scanUser(tx.queryRow(`SELECT `+userColumns+` FROM users WHERE username = ?`, username))
@@ -65,12 +166,13 @@ func (tx *Tx) UserByUsername(username string) (*parley.User, error) {
 	return u, err
 }
 
-// Users lists users, of one role if role is not empty, by username.
+// Users lists users, of one role if role is not empty, by username (an
+// app's users after Parley's own). Erased accounts are left out.
 func (tx *Tx) Users(role string, limit int) ([]*parley.User, error) {
-	q := `SELECT ` + userColumns + ` FROM users`
+	q := `SELECT ` + userColumns + ` FROM users WHERE erased_at IS NULL`
 	args := []any{}
 	if role != "" {
-		q += ` WHERE role = ?`
+		q += ` AND role = ?`
 		args = append(args, role)
 	}
 	q += ` ORDER BY username LIMIT ?`
@@ -97,10 +199,15 @@ func (tx *Tx) SetLastSeen(userID string, at time.Time) error {
 	return err
 }
 
-// CreateSession inserts a new session.
+// CreateSession inserts a new session. An id that exists already is
+// ErrDuplicate: an app token's session is keyed by the token, and two nodes
+// may see its first use at once.
 func (tx *Tx) CreateSession(s *parley.Session) error {
 	_, err := tx.exec(`INSERT INTO sessions (id, user_id, created_at, last_active, expires_at, revoked) VALUES (?, ?, ?, ?, ?, ?)`,
 		s.ID, s.UserID, Micros(s.CreatedAt), Micros(s.LastActive), Micros(s.ExpiresAt), false)
+	if tx.d.IsUniqueViolation(err) {
+		return ErrDuplicate
+	}
 	return err
 }
 

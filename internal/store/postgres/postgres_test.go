@@ -54,7 +54,7 @@ func TestNodesShareLogs(t *testing.T) {
 		}
 		t.Cleanup(func() { nodes[i].Close() })
 	}
-	u := &parley.User{ID: parley.NewID("usr"), Username: "shared", DisplayName: "s", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+	u := &parley.User{ID: parley.NewID("usr"), Username: parley.Ptr("shared"), DisplayName: "s", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
 	if err := nodes[0].Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(u) }); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestDeadlockRetried(t *testing.T) {
 	ctx := context.Background()
 	users := make([]string, 2)
 	for i := range users {
-		u := &parley.User{ID: parley.NewID("usr"), Username: fmt.Sprintf("dl%d", i), DisplayName: "d", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+		u := &parley.User{ID: parley.NewID("usr"), Username: parley.Ptr(fmt.Sprintf("dl%d", i)), DisplayName: "d", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
 		if err := st.Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(u) }); err != nil {
 			t.Fatal(err)
 		}
@@ -141,7 +141,7 @@ func TestDeadlockRetried(t *testing.T) {
 func TestSwallowedErrorRetried(t *testing.T) {
 	st := openForTest(t, nil)
 	ctx := context.Background()
-	u := &parley.User{ID: parley.NewID("usr"), Username: "dup", DisplayName: "d", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+	u := &parley.User{ID: parley.NewID("usr"), Username: parley.Ptr("dup"), DisplayName: "d", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
 	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(u) }); err != nil {
 		t.Fatal(err)
 	}

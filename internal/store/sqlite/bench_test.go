@@ -29,7 +29,7 @@ func BenchmarkAppend(b *testing.B) {
 			err = db.Update(ctx, func(tx *store.Tx) error {
 				for i := range ids {
 					ids[i] = parley.NewID("u")
-					u := &parley.User{ID: ids[i], Username: fmt.Sprintf("user%d", i), DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
+					u := &parley.User{ID: ids[i], Username: parley.Ptr(fmt.Sprintf("user%d", i)), DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
 					if err := tx.CreateUser(u); err != nil {
 						return err
 					}
@@ -75,7 +75,7 @@ func BenchmarkEventsAfter(b *testing.B) {
 	uid := parley.NewID("u")
 	data := []byte(`{"conversation_id":"c_abcdefghijklmnopqrst","body":"hello there, how are you doing today?"}`)
 	err = db.Update(ctx, func(tx *store.Tx) error {
-		u := &parley.User{ID: uid, Username: "replay", DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
+		u := &parley.User{ID: uid, Username: parley.Ptr("replay"), DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
 		if err := tx.CreateUser(u); err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func BenchmarkAppendFanOut(b *testing.B) {
 	data := []byte(`{"t":1795309394000000000,"kind":"broadcast"}`)
 	err = db.Update(ctx, func(tx *store.Tx) error {
 		for i := range evs {
-			u := &parley.User{ID: parley.NewID("u"), Username: fmt.Sprintf("user%d", i), DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
+			u := &parley.User{ID: parley.NewID("u"), Username: parley.Ptr(fmt.Sprintf("user%d", i)), DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
 			if err := tx.CreateUser(u); err != nil {
 				return err
 			}

@@ -54,7 +54,7 @@ func mustCreateUsers(tb testing.TB, db *sqlite.DB, n int) []string {
 	var ids []string
 	err := db.Update(context.Background(), func(tx *store.Tx) error {
 		for i := range n {
-			u := &parley.User{ID: parley.NewID("u"), Username: fmt.Sprintf("user%d", i), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+			u := &parley.User{ID: parley.NewID("u"), Username: parley.Ptr(fmt.Sprintf("user%d", i)), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
 			if err := tx.CreateUser(u); err != nil {
 				return err
 			}

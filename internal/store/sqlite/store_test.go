@@ -79,7 +79,7 @@ func TestWALStaysBounded(t *testing.T) {
 	ctx := context.Background()
 	var uid string
 	err = db.Update(ctx, func(tx *store.Tx) error {
-		u := &parley.User{ID: parley.NewID("u"), Username: "wal", DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
+		u := &parley.User{ID: parley.NewID("u"), Username: parley.Ptr("wal"), DisplayName: "x", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
 		uid = u.ID
 		return tx.CreateUser(u)
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -395,5 +396,65 @@ func TestTailRunsReadAndPrune(t *testing.T) {
 	prune(time.Now().Add(time.Hour), 0, 11)
 	if first, last, got := ids(0, 1000); first != 151 || last != 150 || len(got) != 0 {
 		t.Fatalf("emptied log: bounds (%d, %d), ids %v", first, last, got)
+	}
+}
+
+// TestRemoveLogAcrossReopen: removing a user's log takes the events still
+// in the tail too, whose event_batches rows hold others' events beside
+// theirs: after a restart (which reloads the batches) the log is still
+// gone, nothing is left in the file under the user, and the others' logs
+// are whole.
+func TestRemoveLogAcrossReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db := openAt(t, path)
+	ctx := context.Background()
+	var ids []string
+	for _, name := range []string{"gone", "kept"} {
+		u := &parley.User{ID: parley.NewID("usr"), Username: parley.Ptr(name), DisplayName: name, Role: parley.RoleClient, CreatedAt: store.Now()}
+		if err := db.Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(u) }); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, u.ID)
+	}
+	gone, kept := ids[0], ids[1]
+	for i := range 4 {
+		if err := db.Update(ctx, func(tx *store.Tx) error {
+			_, err := tx.Append(parley.NewEvent{UserID: gone, Type: "app.x", Data: json.RawMessage(fmt.Sprintf(`{"secret":%d}`, i))},
+				parley.NewEvent{UserID: kept, Type: "app.x", Data: json.RawMessage(`{}`)})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Update(ctx, func(tx *store.Tx) error { return tx.RemoveLog(gone) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := raw.QueryRow(`SELECT (SELECT COUNT(*) FROM events WHERE user_id = ?) + (SELECT COUNT(*) FROM event_runs WHERE user_id = ?)
+		+ (SELECT COUNT(*) FROM event_heads WHERE user_id = ?) + (SELECT COUNT(*) FROM event_batches)`, gone, gone, gone).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	if left != 0 {
+		t.Fatalf("%d rows of the removed log (or batches holding it) are left", left)
+	}
+	db = openAt(t, path)
+	defer db.Close()
+	err = db.View(ctx, func(tx *store.Tx) error {
+		if evs, _ := tx.EventsAfter(gone, 0, 100); len(evs) != 0 {
+			return fmt.Errorf("%d events of the removed log after a restart", len(evs))
+		}
+		if evs, _ := tx.EventsAfter(kept, 0, 100); len(evs) != 4 {
+			return fmt.Errorf("the other log has %d events after a restart, want 4", len(evs))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, open Opener) {
 		{"AppendToUnknownUser", testUnknownUser},
 		{"HookAfterCommitOnly", testHook},
 		{"HookOrderPerUser", testHookOrder},
+		{"RemoveLog", testRemoveLog},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
@@ -53,7 +54,7 @@ var ctx = context.Background()
 
 func mustUser(t *testing.T, st store.Store, name string) string {
 	t.Helper()
-	u := &parley.User{ID: parley.NewID("usr"), Username: name, DisplayName: name, Role: parley.RoleClient,
+	u := &parley.User{ID: parley.NewID("usr"), Username: &name, DisplayName: name, Role: parley.RoleClient,
 		PasswordHash: []byte("x"), CreatedAt: store.Now()}
 	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(u) }); err != nil {
 		t.Fatalf("create user %s: %v", name, err)
@@ -304,7 +305,7 @@ func testPrune(t *testing.T, open Opener) {
 func testCreateUserConflict(t *testing.T, open Opener) {
 	st := open(t, nil)
 	id := mustUser(t, st, "heidi")
-	dup := &parley.User{ID: parley.NewID("usr"), Username: "heidi", DisplayName: "other", Role: parley.RoleProfessional,
+	dup := &parley.User{ID: parley.NewID("usr"), Username: parley.Ptr("heidi"), DisplayName: "other", Role: parley.RoleProfessional,
 		PasswordHash: []byte("y"), CreatedAt: store.Now()}
 	err := st.Update(ctx, func(tx *store.Tx) error { return tx.CreateUser(dup) })
 	if parley.ErrorCode(err) != parley.EConflict {
@@ -476,5 +477,55 @@ func testHookOrder(t *testing.T, open Opener) {
 	}
 	if last[a] != 1 || last[b] != 2 {
 		t.Fatalf("hook got %v", got)
+	}
+}
+
+// testRemoveLog: an erased user's log is gone whole (events merged or not),
+// nothing can be appended to it any more (Append fails as for an unknown
+// user, AppendLive leaves the user out and appends the rest), and the
+// others' logs are untouched.
+func testRemoveLog(t *testing.T, open Opener) {
+	st := open(t, nil)
+	gone, kept := mustUser(t, st, "gone"), mustUser(t, st, "kept")
+	appendN(t, st, gone, 5)
+	appendN(t, st, kept, 3)
+	// Some of the log merged (SQLite), some still in the tail.
+	if err := st.Update(ctx, func(tx *store.Tx) error { _, err := tx.MergeTailStep(1 << 20); return err }); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, st, gone, 2)
+	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.RemoveLog(gone) }); err != nil {
+		t.Fatalf("remove log: %v", err)
+	}
+	err := st.View(ctx, func(tx *store.Tx) error {
+		if evs, err := tx.EventsAfter(gone, 0, 100); err != nil || len(evs) != 0 {
+			return fmt.Errorf("events after removal: %d (%v)", len(evs), err)
+		}
+		if _, _, err := tx.LogBounds(gone); !errors.Is(err, parley.NotFound) {
+			return fmt.Errorf("bounds after removal: %v", err)
+		}
+		if evs, err := tx.EventsAfter(kept, 0, 100); err != nil || len(evs) != 3 {
+			return fmt.Errorf("the other log: %d events (%v)", len(evs), err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.Append(parley.NewEvent{UserID: gone, Type: "app.late", Data: json.RawMessage(`{}`)})
+		return err
+	})
+	if parley.ErrorCode(err) != parley.ENotFound {
+		t.Fatalf("append to a removed log: %v, want not_found", err)
+	}
+	var got []parley.Event
+	err = st.Update(ctx, func(tx *store.Tx) (err error) {
+		got, err = tx.AppendLive(parley.NewEvent{UserID: gone, Type: "app.late", Data: json.RawMessage(`{}`)},
+			parley.NewEvent{UserID: kept, Type: "app.late", Data: json.RawMessage(`{}`)})
+		return err
+	})
+	if err != nil || len(got) != 1 || got[0].UserID != kept || got[0].ID != 4 {
+		t.Fatalf("AppendLive = %+v, %v; want kept's event 4 only", got, err)
 	}
 }

@@ -175,6 +175,7 @@ function rememberUser(u) {
 }
 
 function userName(id) {
+  if (id == null) return "System";
   if (S.me && id === S.me.id) return "You";
   const u = S.users.get(id);
   return u ? u.display_name || u.username : "Someone";
@@ -271,6 +272,14 @@ function showAuth(notice) {
   } else show("auth-notice", false);
   document.title = "Parley";
   $("login-username").focus();
+  // With registration closed the app Parley is part of signs users in:
+  // no register form, and a word on where to sign in instead.
+  parley.getConfig().then((c) => {
+    const closed = ((c && c.raw) || {}).registration === "closed";
+    show("register-switch", !closed);
+    show("registration-closed", closed);
+    if (closed && $("auth-view").dataset.mode === "register") setAuthMode("login");
+  }, () => {});
 }
 
 function setAuthMode(mode) {
@@ -864,8 +873,9 @@ function messageElement(v, sig) {
   const m = v.msg;
   const own = v.own;
   const attrs = {
-    class: `message${own ? " own" : " theirs"}${v.grouped ? " grouped" : ""}${m.deleted ? " deleted" : ""} status-${v.status}`,
+    class: `message${own ? " own" : " theirs"}${m.kind === "system" ? " system" : ""}${v.grouped ? " grouped" : ""}${m.deleted ? " deleted" : ""} status-${v.status}`,
     "data-testid": "message",
+    "data-kind": m.kind || "user",
     "data-key": v.key,
     "data-sig": sig,
     "data-sender-id": m.sender_id,
@@ -1107,7 +1117,7 @@ function renderDirectory() {
         { type: "button", class: "professional-item", "data-testid": "professional-item", "data-user-id": u.id, onclick: () => chooseProfessional(u) },
         h("span", { class: "presence", "data-testid": "presence", "data-online": String(!!u.online) }),
         h("span", { class: "pro-name", text: u.display_name || u.username }),
-        h("span", { class: "pro-username", text: `@${u.username}` }),
+        h("span", { class: "pro-username", text: u.username ? `@${u.username}` : "" }),
       ),
     );
   });

@@ -7,7 +7,10 @@ export type Role = "client" | "professional";
 
 export interface User {
   id: string;
-  username: string;
+  /** Parley's own accounts; null for users of the app Parley is part of. */
+  username: string | null;
+  /** The app's id for its users (its token's `sub`); null for Parley's own accounts. */
+  external_id: string | null;
   display_name: string;
   role: Role;
   online: boolean;
@@ -16,15 +19,21 @@ export interface User {
 
 export interface ReplyRef {
   id: string;
-  sender_id: string;
+  /** null when the quoted message is a system message. */
+  sender_id: string | null;
   preview: string;
 }
+
+/** "system": posted by the app's backend (no sender); "user": by a participant. */
+export type MessageKind = "user" | "system";
 
 export interface Message {
   id: string;
   conversation_id: string;
   seq: number;
-  sender_id: string;
+  kind: MessageKind;
+  /** null for a system message. */
+  sender_id: string | null;
   body: string;
   client_id: string | null;
   reply_to: ReplyRef | null;
@@ -210,7 +219,8 @@ export interface ParleyOptions {
 export interface ParleyConfig {
   heartbeatMs: number;
   idleTimeoutMs: number;
-  raw: Record<string, unknown>;
+  /** GET /api/config as served; `raw.registration` is "open" or "closed" (the app signs its users in). */
+  raw: Record<string, unknown> & { registration?: "open" | "closed" };
 }
 
 export interface AuthResult {
@@ -295,7 +305,13 @@ export declare class Parley {
   getUser(id: string): Promise<User>;
   conversations(): Promise<Conversation[]>;
   getConversation(id: string): Promise<Conversation>;
-  createConversation(input: { professional_id: string; subject?: string; body: string; client_id?: string }): Promise<Conversation>;
+  createConversation(
+    input: ({ professional_id: string; professional_external_id?: never } | { professional_external_id: string; professional_id?: never }) & {
+      subject?: string;
+      body: string;
+      client_id?: string;
+    },
+  ): Promise<Conversation>;
   messages(conversationId: string, query?: { before_seq?: number; after_seq?: number; limit?: number }): Promise<{ messages: Message[]; has_more: boolean }>;
   editMessage(messageId: string, body: string): Promise<Message>;
   deleteMessage(messageId: string): Promise<Message>;

@@ -950,9 +950,11 @@ export class Parley {
   getConversation(id) {
     return this.api("GET", `/api/conversations/${enc(id)}`);
   }
-  /** POST /api/conversations (clients only) with the first message. */
-  createConversation({ professional_id, subject, body, client_id }) {
-    const payload = { professional_id, message: { body, client_id: client_id || uuid() } };
+  /** POST /api/conversations (clients only) with the first message; the professional by id or, for an app's users, by the app's id. */
+  createConversation({ professional_id, professional_external_id, subject, body, client_id }) {
+    const payload = { message: { body, client_id: client_id || uuid() } };
+    if (professional_external_id != null && professional_id == null) payload.professional_external_id = professional_external_id;
+    else payload.professional_id = professional_id;
     if (subject) payload.subject = subject;
     return this.api("POST", "/api/conversations", payload);
   }
