@@ -49,6 +49,9 @@ type cluster struct {
 	// counter shares presence counts with the other nodes; nil when the
 	// bus offers no board.
 	counter *bus.Counter
+	// typingSeen is told of the typing events other nodes forward, for
+	// the chat service's throttle; set before start.
+	typingSeen func(data []byte)
 
 	mu     sync.Mutex
 	outbox []bus.Message
@@ -100,6 +103,14 @@ func (c *cluster) attach(hub *stream.Hub, tracker *presence.Tracker) {
 	hub.SetRelay(c)
 	if c.counter != nil {
 		c.counter.OnGone(tracker.Recheck)
+	}
+}
+
+// observeTyping hands the typing events other nodes forward to fn too, so
+// that the typing throttle counts what went through them. Before start.
+func (c *cluster) observeTyping(fn func(data []byte)) {
+	if c != nil {
+		c.typingSeen = fn
 	}
 }
 
@@ -261,6 +272,11 @@ func (c *cluster) receive(m bus.Message) {
 		c.hub.Notify(h.UserID, h.LastID)
 	}
 	if e := m.Ephemeral; e != nil {
+		// The throttle first: once a stream here has the event, this
+		// node's throttle knows of it.
+		if e.Type == parley.EventTyping && c.typingSeen != nil {
+			c.typingSeen(e.Data)
+		}
 		c.hub.EphemeralLocal(e.Type, e.Data, e.UserIDs...)
 	}
 	if k := m.Kick; k != nil {

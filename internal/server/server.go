@@ -92,6 +92,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.auth.App = s.appTokens()
 	s.presence.Start(s.store, s.hub)
 	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout}, logger)
+	s.cluster.observeTyping(s.chat.TypingSeen)
 	streams := &stream.Server{
 		Hub: s.hub, Log: eventLog{s.store}, Metrics: s.metrics, Logger: logger,
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
