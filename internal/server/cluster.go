@@ -71,14 +71,14 @@ type cluster struct {
 // openCluster connects this node, under a new id, to the bus named by url.
 // It returns nil for a single node (url empty); the methods below accept
 // a nil cluster.
-func openCluster(ctx context.Context, url string, logger *slog.Logger) (*cluster, error) {
+func openCluster(ctx context.Context, url string, lease time.Duration, logger *slog.Logger) (*cluster, error) {
 	node := parley.NewID("node")
 	b, err := openBus(ctx, url, node, logger)
 	if err != nil || b == nil {
 		return nil, err
 	}
 	return &cluster{
-		bus: b, log: logger, counter: presenceCounter(ctx, b, node, logger),
+		bus: b, log: logger, counter: presenceCounter(ctx, b, node, bus.LeaseTiming(lease), logger),
 		wake: make(chan struct{}, 1), poke: make(chan struct{}, 1), stop: make(chan struct{}),
 	}, nil
 }
@@ -325,17 +325,17 @@ func (c *cluster) poker() {
 // offers a presence board, and nil (count locally) otherwise. A bus whose
 // board cannot be had (NATS without JetStream) degrades to local counting.
 // Each node renews its entry every few seconds; a dead node's expires.
-func presenceCounter(ctx context.Context, b bus.Bus, node string, logger *slog.Logger) *bus.Counter {
+func presenceCounter(ctx context.Context, b bus.Bus, node string, timing bus.Timing, logger *slog.Logger) *bus.Counter {
 	bb, ok := b.(bus.Boarder)
 	if !ok {
 		return nil
 	}
-	board, err := bb.Board(ctx, bus.DefaultTiming.TTL)
+	board, err := bb.Board(ctx, timing.TTL)
 	if err != nil {
 		logger.Warn("bus: no presence board; presence counts this node's streams only", "err", err)
 		return nil
 	}
-	c := bus.NewCounter(board, node, bus.DefaultTiming, logger)
+	c := bus.NewCounter(board, node, timing, logger)
 	c.Start()
 	return c
 }

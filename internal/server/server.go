@@ -72,7 +72,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	// The bus comes before presence, which counts streams over all nodes
 	// through it, and the hub, which relays through it.
-	s.cluster, err = openCluster(ctx, cfg.Bus, logger)
+	s.cluster, err = openCluster(ctx, cfg.Bus, cfg.PresenceLease, logger)
 	if err != nil {
 		return nil, err
 	}

@@ -259,7 +259,7 @@ func RunCounter(t *testing.T, open BoardOpener) {
 		a, b := newCounter(t, "node-a"), newCounter(t, "node-b")
 		var mu sync.Mutex
 		var gone []string
-		a.OnGone(func(u string) { mu.Lock(); gone = append(gone, u); mu.Unlock() })
+		a.OnGone(func(u string, _ bool) { mu.Lock(); gone = append(gone, u); mu.Unlock() })
 		b.Inc("usr_1")
 		b.Inc("usr_2")
 		a.Inc("usr_2") // a holds one of usr_2's streams itself
@@ -275,6 +275,51 @@ func RunCounter(t *testing.T, open BoardOpener) {
 		a.Sync()
 		if g := got(); len(g) != 1 || g[0] != "usr_1" {
 			t.Fatalf("gone = %v, want [usr_1] (usr_2 still has a stream on a)", g)
+		}
+	})
+
+	t.Run("DeadNodesUsersGoToOneHeir", func(t *testing.T) {
+		// A node dies with usr_7 and usr_8 on it; usr_8 reconnects to b.
+		dead := open(t, "node-dead")
+		if err := dead.Put(context.Background(), "node-dead", []byte(`{"usr_7":1,"usr_8":2}`)); err != nil {
+			t.Fatal(err)
+		}
+		type report struct {
+			user     string
+			orphaned bool
+		}
+		var mu sync.Mutex
+		reports := map[string][]report{}
+		a, b := newCounter(t, "node-a"), newCounter(t, "node-b")
+		for _, c := range []struct {
+			name string
+			c    *bus.Counter
+		}{{"a", a}, {"b", b}} {
+			c.c.OnGone(func(u string, orphaned bool) {
+				mu.Lock()
+				reports[c.name] = append(reports[c.name], report{u, orphaned})
+				mu.Unlock()
+			})
+		}
+		b.Inc("usr_8")
+		eventually(t, "a and b see the node's streams", func() bool {
+			a.Sync()
+			b.Sync()
+			return a.Online("usr_7") && b.Online("usr_7")
+		})
+		got := func(name string) []report {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]report(nil), reports[name]...)
+		}
+		eventually(t, "the lease lapses and both are told", func() bool { return len(got("a")) > 0 && len(got("b")) > 0 })
+		time.Sleep(3 * FastTiming.Read) // anything else would come by now
+		// a has the smallest id of the live nodes: it speaks for the dead one.
+		if r := got("a"); len(r) != 1 || r[0] != (report{"usr_7", true}) {
+			t.Errorf("a was told %v, want usr_7 orphaned (usr_8 has a stream on b)", r)
+		}
+		if r := got("b"); len(r) != 1 || r[0] != (report{"usr_7", false}) {
+			t.Errorf("b was told %v, want usr_7 not orphaned: a is the heir", r)
 		}
 	})
 
