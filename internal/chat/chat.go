@@ -66,6 +66,7 @@ type Service struct {
 
 	typing    typingThrottle
 	delivered deliveredQueue
+	resumes   resumeQueue
 }
 
 // New returns a Service. notify and presence may be nil (no typing events,

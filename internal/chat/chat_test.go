@@ -564,7 +564,10 @@ func TestTypingIsEphemeral(t *testing.T) {
 	p := newPair(t)
 	n := p.n
 	proHead, clientHead := logHead(t, n, p.pro), logHead(t, n, p.client)
-	proStream := n.OpenStream(t, p.pro.Token, proHead)
+	// Live, not resumed from proHead: a resume would prove the first
+	// message delivered (Service.Resumed), and the log below would grow by
+	// its receipt.
+	proStream := n.OpenStream(t, p.pro.Token, -1)
 	typing := "/api/conversations/" + p.conv.ID + "/typing"
 
 	if res := n.Do(t, "POST", typing, p.client.Token, map[string]any{"state": "start"}, nil); res.StatusCode != 204 {

@@ -99,7 +99,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		// With other nodes writing, a lost bus message must cost latency,
 		// never an event: streams also read their logs at each heartbeat.
 		Recheck:     s.cluster != nil,
-		OnDelivered: s.chat.Delivered, OnPoll: s.presence.Polled,
+		OnDelivered: s.chat.Delivered, OnPoll: s.presence.Polled, OnResume: s.chat.Resumed,
 	}
 	if db, local := s.store.(*sqlite.DB); local {
 		// Opening a stream is then CPU work on this process alone: more
