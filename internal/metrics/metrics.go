@@ -72,6 +72,14 @@ func (m *Metrics) WatchTail(unmerged func() float64) {
 	}, unmerged))
 }
 
+// WatchBus adds the gauge parley_bus_up: 1 while the bus to the other
+// nodes answers, 0 during an outage (which /readyz does not show).
+func (m *Metrics) WatchBus(up func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_bus_up", Help: "Whether the bus to the other nodes answers (1) or not (0), as last checked.",
+	}, up))
+}
+
 // Replayed counts events sent from the log.
 func (m *Metrics) Replayed(n int) { m.EventsReplayed.Add(float64(n)) }
 

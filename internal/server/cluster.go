@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -61,6 +62,9 @@ type cluster struct {
 	// while it was being sent.
 	lost   bool
 	losses int
+
+	// down is set while the bus does not answer its ping (watch).
+	down atomic.Bool
 
 	wake chan struct{} // the outbox has messages
 	poke chan struct{} // a PokeAll is wanted; coalesces bursts of them
@@ -120,10 +124,47 @@ func (c *cluster) start() error {
 	if err := c.bus.Subscribe(c.receive, c.resumed); err != nil {
 		return err
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.sender()
 	go c.poker()
+	go c.watch()
 	return nil
+}
+
+// busCheckEvery is the pace of the bus health check behind parley_bus_up.
+const busCheckEvery = 2 * time.Second
+
+// watch pings the bus every busCheckEvery and logs when it stops and
+// starts answering: /readyz leaves the bus out, so this is where an outage
+// shows.
+func (c *cluster) watch() {
+	defer c.wg.Done()
+	t := time.NewTicker(busCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), busCheckEvery)
+		err := c.ping(ctx)
+		cancel()
+		switch {
+		case err != nil && !c.down.Swap(true):
+			c.log.Error("bus: unreachable; serving on, streams read their logs at each heartbeat", "err", err)
+		case err == nil && c.down.Swap(false):
+			c.log.Info("bus: reachable again")
+		}
+	}
+}
+
+// upGauge is parley_bus_up.
+func (c *cluster) upGauge() float64 {
+	if c.down.Load() {
+		return 0
+	}
+	return 1
 }
 
 // committed queues "these users' logs grew" for the events of one commit.
