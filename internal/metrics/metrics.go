@@ -80,6 +80,25 @@ func (m *Metrics) WatchBus(up func() float64) {
 	}, up))
 }
 
+// WatchStore adds the embedded store's health: the gauge
+// parley_store_tail_full (1 while new events are refused because merges of
+// the tail keep failing) and the counter parley_store_merge_failures_total.
+func (m *Metrics) WatchStore(full func() bool, mergeFailures func() uint64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_store_tail_full", Help: "1 while the embedded database refuses new events (503) because merging its tail keeps failing.",
+		}, func() float64 {
+			if full() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parley_store_merge_failures_total", Help: "Merges of the embedded database's event tail that failed.",
+		}, func() float64 { return float64(mergeFailures()) }),
+	)
+}
+
 // Replayed counts events sent from the log.
 func (m *Metrics) Replayed(n int) { m.EventsReplayed.Add(float64(n)) }
 

@@ -110,6 +110,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		// reads wait on the network, where more at once is what helps.
 		streams.Openings = runtime.GOMAXPROCS(0)
 		s.metrics.WatchTail(func() float64 { return float64(db.Unmerged()) })
+		s.metrics.WatchStore(db.TailFull, db.MergeFailures)
+		db.SetLogger(logger)
 	}
 	s.api = &httpapi.API{
 		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,
