@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -225,6 +226,10 @@ func (s *Service) checkResumes(ctx context.Context) {
 				continue
 			}
 			evs, err := tx.EventsAfter(u, from, int(p[1]-from))
+			var bad *store.CorruptRunError
+			if errors.As(err, &bad) {
+				continue // the user's streams report it; the others' checks go on
+			}
 			if err != nil {
 				return fmt.Errorf("events of %s before %d: %w", u, p[1], err)
 			}

@@ -21,6 +21,9 @@ type Metrics struct {
 	DeliveryDelay  prometheus.Histogram
 	Requests       *prometheus.CounterVec
 	RequestTime    *prometheus.HistogramVec
+	// CorruptRuns counts log reads that failed on a stored run of events
+	// that does not decode (`parley check --repair` drops it).
+	CorruptRuns prometheus.Counter
 }
 
 // New registers the collectors. openStreams reports the open stream count.
@@ -51,9 +54,12 @@ func New(openStreams func() float64) *Metrics {
 			Name: "parley_http_request_duration_seconds", Help: "HTTP request latency by route pattern (streams excluded).",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
+		CorruptRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_store_corrupt_runs_total", Help: "Log reads that failed on a stored run of events that does not decode.",
+		}),
 	}
 	m.Registry.MustRegister(m.StreamsOpen, m.EventsWritten, m.EventsReplayed, m.StreamCloses, m.DeliveryDelay,
-		m.Requests, m.RequestTime,
+		m.Requests, m.RequestTime, m.CorruptRuns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -97,7 +97,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout}, logger)
 	s.cluster.observeTyping(s.chat.TypingSeen)
 	streams := &stream.Server{
-		Hub: s.hub, Log: eventLog{s.store}, Metrics: s.metrics, Logger: logger,
+		Hub: s.hub, Log: eventLog{s.store, s.readFailed}, Metrics: s.metrics, Logger: logger,
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 		// With other nodes writing, a lost bus message must cost latency,
 		// never an event: streams also read their logs at each heartbeat.
@@ -315,6 +315,7 @@ func (s *Server) prune(ctx context.Context) {
 		return err
 	})
 	if err != nil {
+		s.readFailed(err)
 		s.log.Error("prune events", "err", err)
 	} else if n > 0 {
 		s.log.Info("pruned events", "count", n)
@@ -348,8 +349,24 @@ func sweepEvery(idle time.Duration) time.Duration {
 	return min(max(idle/10, 50*time.Millisecond), 5*time.Second)
 }
 
+// readFailed makes a corrupt stored run of events visible: a log line that
+// names the user and the row, and parley_store_corrupt_runs_total. Every
+// replay of that user's log through the row fails until it is dropped.
+func (s *Server) readFailed(err error) {
+	var bad *store.CorruptRunError
+	if !errors.As(err, &bad) {
+		return
+	}
+	s.metrics.CorruptRuns.Inc()
+	s.log.Error("store: corrupt event run; replays of this user's log through it fail until `parley check --repair` (node stopped) drops it",
+		"user_id", bad.UserID, "first_id", bad.FirstID, "last_id", bad.LastID, "err", bad.Err)
+}
+
 // eventLog adapts the store to the stream package's Log.
-type eventLog struct{ st store.Store }
+type eventLog struct {
+	st     store.Store
+	failed func(error) // told of read errors
+}
 
 func (l eventLog) Bounds(ctx context.Context, userID string) (first, last int64, err error) {
 	err = l.st.View(ctx, func(tx *store.Tx) error {
@@ -364,6 +381,9 @@ func (l eventLog) After(ctx context.Context, userID string, after int64, limit i
 		evs, err = tx.EventsAfter(userID, after, limit)
 		return err
 	})
+	if err != nil {
+		l.failed(err)
+	}
 	return evs, err
 }
 
