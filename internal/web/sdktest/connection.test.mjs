@@ -257,6 +257,21 @@ test("a check answered after reconnect() does not count", async () => {
   assert.equal(ctl.lastEventId, 1, "its events are not taken either: the new stream brings them");
 });
 
+test("a check answered after a stream got ready does not count", async () => {
+  const { ctl, clock, transport } = setup({ ctl: { lastEventId: 1, badStreamsBeforePolling: 1 } });
+  ctl.connect();
+  transport.last.fail();
+  await settle();
+  const check = transport.polls.at(-1);
+  await clock.advance(1000);
+  transport.last.ready(1); // the retry worked before the check came back
+  check.answer(200, []);
+  await settle();
+  assert.equal(ctl.badStreams, 0);
+  assert.equal(ctl.mode, "stream");
+  assert.equal(ctl.state, "connected");
+});
+
 test("the check poll delivers what it returns; the next stream resumes after it", async () => {
   const { ctl, clock, transport, durable } = setup({ ctl: { lastEventId: 3, badStreamsBeforePolling: 5 } });
   ctl.connect();

@@ -865,6 +865,7 @@ export class ConnectionController {
     // Bumped by reconnect() and close(): answers to checks started before
     // then no longer count.
     this._epoch = 0;
+    this._readies = 0; // streams that got ready so far
   }
 
   get lastEventId() {
@@ -990,6 +991,7 @@ export class ConnectionController {
     if (type === "ready") {
       this._clear("ready");
       this._readyAt = this.clock.now();
+      this._readies++;
       this.backoff.reset();
       this.gaveUp = false;
       const data = ev.data || {};
@@ -1096,6 +1098,7 @@ export class ConnectionController {
   _countIfServerAnswers() {
     if (!this.transport.poll) return;
     const epoch = this._epoch;
+    const readies = this._readies;
     const after = this.seq.lastId;
     let answered;
     if (after == null) {
@@ -1114,7 +1117,8 @@ export class ConnectionController {
     }
     answered
       .then((ok) => {
-        if (!ok || epoch !== this._epoch || this.mode !== "stream") return;
+        // A stream that got ready since makes this failure history.
+        if (!ok || epoch !== this._epoch || readies !== this._readies || this.mode !== "stream") return;
         this.badStreams++;
         // Waiting to retry with enough evidence that streams do not get
         // through: poll now rather than try another stream.
