@@ -282,7 +282,7 @@ func (c *Client) Poll(ctx context.Context, after int64, wait time.Duration) (*Po
 }
 
 // Ready reports whether the server answers GET /readyz with 200, that is its
-// store (and bus) are reachable.
+// store is reachable (a bus outage shows in /metrics, not here).
 func (c *Client) Ready(ctx context.Context) error {
 	_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, authNone)
 	return err

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/parley-chat/parley/internal/bench"
+	"github.com/parley-chat/parley/internal/check"
 	"github.com/parley-chat/parley/internal/config"
 	"github.com/parley-chat/parley/internal/server"
 )
@@ -25,6 +26,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "check" {
+		return check.Main(ctx, args[1:], os.Stdout, os.Stderr)
+	}
 	cmd := "serve"
 	if len(args) > 0 && (args[0] == "serve" || args[0] == "bench") {
 		cmd, args = args[0], args[1:]

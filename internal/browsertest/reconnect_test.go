@@ -198,35 +198,165 @@ func assertHistoryOnce(t *testing.T, base string, as account, convID string, wan
 	}
 }
 
-// TestLongOutageFallsBackToPolling: when the server stays down through
-// several reconnect attempts, the SDK switches to long-polling (SPEC §3's
-// fallback); once the server is back, events arrive by poll, exactly once,
-// and the Reconnect button brings the stream back at once.
-func TestLongOutageFallsBackToPolling(t *testing.T) {
+// recordAll makes the page record every event the SDK hands to its "*"
+// handlers from now on: type, id, and the message id of message events.
+func (tb *tab) recordAll() {
+	tb.t.Helper()
+	tb.eval(`(() => {
+		if (!window.__all) {
+			window.__all = [];
+			window.parleyApp.parley.on("*", (d, ev) => {
+				window.__all.push({ type: ev.type, id: ev.id, msg: ev.type.startsWith("message.") && d ? d.id : "" });
+			});
+		}
+		return true;
+	})()`, nil)
+}
+
+type recorded struct {
+	Type string `json:"type"`
+	ID   *int64 `json:"id"`
+	Msg  string `json:"msg"`
+}
+
+// assertRecordedOnce checks what recordAll saw: durable ids following on
+// one by one from the first, none twice, and a message.created for each of
+// msgIDs, once.
+func (tb *tab) assertRecordedOnce(msgIDs []string) {
+	tb.t.Helper()
+	var all []recorded
+	tb.eval(`window.__all`, &all)
+	var last int64
+	created := map[string]int{}
+	for _, e := range all {
+		if e.ID == nil {
+			continue
+		}
+		if last != 0 && *e.ID != last+1 {
+			tb.t.Errorf("%s: event id %d (%s) after %d", tb.name, *e.ID, e.Type, last)
+		}
+		last = *e.ID
+		if e.Type == "message.created" {
+			created[e.Msg]++
+		}
+	}
+	for _, id := range msgIDs {
+		if created[id] != 1 {
+			tb.t.Errorf("%s: message.created of %s handed over %d times, want once", tb.name, id, created[id])
+		}
+	}
+	if len(created) != len(msgIDs) {
+		tb.t.Errorf("%s: message.created for %d messages, want %d: %v", tb.name, len(created), len(msgIDs), created)
+	}
+}
+
+const (
+	jsMode     = `window.parleyApp.parley._ctl && window.parleyApp.parley._ctl.mode`
+	jsFailures = `window.parleyApp.parley._ctl ? window.parleyApp.parley._ctl.failures : -1`
+	jsStreamOn = jsConnState + ` === "connected" && ` + jsMode + ` === "stream"`
+)
+
+// TestServerRestartBackToStreaming: the server is killed (SIGKILL) with the
+// page open, stays down for about 10 s, and starts again on the same
+// address and data dir. A server that is down is not a network that blocks
+// streams: the SDK must not settle for long-polling, and is streaming again
+// within the reconnect backoff delay it was waiting out when the server came
+// back. Messages written before the outage, during it (from the page: its
+// outbox holds them), right after the restart (before the page is back: by
+// replay) and after (live) reach the page's "*" handler once each, with the
+// event ids following on.
+func TestServerRestartBackToStreaming(t *testing.T) {
 	rootBrowser(t)
 	s := startProc(t)
 	client := register(t, s.URL, "client", "client")
 	pro := register(t, s.URL, "pro", "professional")
-	first := "Before a long outage."
-	convID := createConversation(t, s.URL, client, pro, "Long outage", first)
+	convID := createConversation(t, s.URL, client, pro, "Restart", "Hello.")
+
+	cl := inConversation(t, "client", s.URL, client.Username, convID)
+	cl.recordAll()
+	var msgIDs []string
+	before := postMessage(t, s.URL, pro, convID, "Before the outage.")
+	msgIDs = append(msgIDs, before.ID)
+	cl.waitMessage(before.Body, "received")
+
+	s.kill()
+	cl.waitFor("the app to notice the server is gone", jsConnState+` !== "connected"`, waitLong, jsConnState)
+	during := "Written by the page while the server is down."
+	cl.send(during)
+	time.Sleep(10 * time.Second)
+	var mode string
+	cl.eval(jsMode, &mode)
+	if mode != "stream" {
+		t.Errorf("after 10 s of a dead server the SDK is in mode %q; a server that is down is not a network that blocks streams", mode)
+	}
+
+	s.start()
+	back := time.Now()
+	// The failures so far set the delay of the retry being waited for now:
+	// at most baseMs * 2^(failures-1), capped (SDK defaults: 1 s, 30 s).
+	var failures int
+	cl.eval(jsFailures, &failures)
+	pending := time.Duration(min(30000, 1000<<max(failures-1, 0))) * time.Millisecond
+	right := postMessage(t, s.URL, pro, convID, "Written right after the restart.")
+	msgIDs = append(msgIDs, right.ID)
+	// 3 s for the stream to open and say ready on a busy 2-core machine.
+	bound := pending + 3*time.Second
+	cl.waitFor("the stream back", jsStreamOn, bound, `[`+jsConnState+`, `+jsMode+`, `+jsFailures+`]`)
+	t.Logf("streaming again %v after the restart (%d failures: the pending retry was at most %v away)", time.Since(back).Round(time.Millisecond), failures, pending)
+
+	after := postMessage(t, s.URL, pro, convID, "After the page is back.")
+	msgIDs = append(msgIDs, after.ID)
+	for _, b := range []string{during, right.Body, after.Body} {
+		cl.waitMessage(b, "")
+	}
+	// The page's own message goes out when its outbox retries, before or
+	// after the one written right after the restart: history has the order.
+	var want []string
+	for _, m := range history(t, s.URL, pro, convID) {
+		want = append(want, m.Body)
+		if m.Body == during {
+			msgIDs = append(msgIDs, m.ID)
+		}
+	}
+	if len(want) != 5 {
+		t.Fatalf("history holds %q", want)
+	}
+	cl.assertMessagesOnce(want)
+	cl.assertRecordedOnce(msgIDs)
+}
+
+// TestBlockedStreamsFallBackToPolling: a network that lets ordinary
+// requests through but not the event stream (some proxies) is what the
+// long-poll fallback is for: after three stream attempts that fail while
+// polls get through, the SDK polls, events arrive by poll exactly once, and
+// once streams get through again the Reconnect button brings the stream
+// back at once.
+func TestBlockedStreamsFallBackToPolling(t *testing.T) {
+	rootBrowser(t)
+	s := startProc(t)
+	client := register(t, s.URL, "client", "client")
+	pro := register(t, s.URL, "pro", "professional")
+	first := "Before the streams are blocked."
+	convID := createConversation(t, s.URL, client, pro, "Blocked streams", first)
 
 	cl := inConversation(t, "client", s.URL, client.Username, convID)
 	cl.countEvents()
 
-	s.kill()
-	// Three streams that fail without a ready (about 1 s + 2 s + 4 s of
-	// backoff) switch the connection to polling.
-	jsMode := `window.parleyApp.parley._ctl && window.parleyApp.parley._ctl.mode`
-	cl.waitFor("the switch to long-polling", jsMode+` === "polling"`, 30*time.Second, `[`+jsMode+`, `+jsConnState+`]`)
-	s.start()
+	// The stream's path exactly (any query); polls are /api/events/poll.
+	cl.blockURLs("*://*:*/api/events?*")
+	cl.click("#reconnect-button")
+	// Three failed streams, each followed by a poll that got through
+	// (about 1 s + 2 s of backoff between them).
+	cl.waitFor("the switch to long-polling", jsMode+` === "polling"`, waitLong, `[`+jsMode+`, `+jsConnState+`]`)
 	p1 := "Delivered by long-poll."
 	postMessage(t, s.URL, pro, convID, p1)
 	cl.waitMessage(p1, "received")
 	cl.waitFor("the polling state", jsConnState+` === "polling"`, waitLong, jsConnState)
 	cl.screenshot("20-connected-polling")
 
+	cl.blockURLs()
 	cl.click("#reconnect-button")
-	cl.waitFor("the stream back", jsConnState+` === "connected" && `+jsMode+` === "stream"`, waitLong, `[`+jsMode+`, `+jsConnState+`]`)
+	cl.waitFor("the stream back", jsStreamOn, waitLong, `[`+jsMode+`, `+jsConnState+`]`)
 	p2 := "Delivered by the stream again."
 	postMessage(t, s.URL, pro, convID, p2)
 	cl.waitMessage(p2, "received")

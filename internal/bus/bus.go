@@ -66,7 +66,8 @@ type Bus interface {
 	Close() error
 }
 
-// Pinger is a bus that can tell whether it is connected, for /readyz.
+// Pinger is a bus that can tell whether it is connected, for the node's
+// bus health check (parley_bus_up; /readyz leaves the bus out).
 type Pinger interface {
 	Ping(ctx context.Context) error
 }

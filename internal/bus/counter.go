@@ -30,7 +30,20 @@ type Timing struct {
 
 // DefaultTiming keeps a dead node's users online for at most 15 s, about
 // the presence grace period, for a write every 5 s and a read every 2 s.
-var DefaultTiming = Timing{TTL: 15 * time.Second, Renew: 5 * time.Second, Flush: 500 * time.Millisecond, Read: 2 * time.Second}
+var DefaultTiming = LeaseTiming(15 * time.Second)
+
+// LeaseTiming is the pace for a lease of the given length (the TTL): the
+// entry is renewed three times per lease, so that two lost writes in a row
+// do not let it lapse, and read every sixth of it, at most every 2 s.
+func LeaseTiming(lease time.Duration) Timing {
+	renew := lease / 3
+	return Timing{
+		TTL:   lease,
+		Renew: renew,
+		Flush: min(500*time.Millisecond, renew/2),
+		Read:  min(2*time.Second, max(lease/6, 50*time.Millisecond)),
+	}
+}
 
 // Counter counts a user's open streams over every node (presence.Counter).
 // This node's counts are exact and kept in memory; the other nodes' come
@@ -50,9 +63,12 @@ type Counter struct {
 	mu     sync.Mutex
 	local  map[string]int
 	remote map[string]int // streams on other nodes, as last read
+	// entries are the other nodes' counts as last read, by node: what a
+	// node that disappears from the board leaves behind.
+	entries map[string]map[string]int
 
 	failing bool // the board failed last time; logged once per outage
-	onGone  func(userID string)
+	onGone  func(userID string, orphaned bool)
 
 	// io orders board writes and reads: Sync runs beside the background
 	// loop, and an older snapshot put (or read) after a newer one would
@@ -126,9 +142,16 @@ func (c *Counter) changed() {
 // OnGone sets fn to be told of users whose streams on other nodes are gone
 // while this node holds none either. A node whose last stream of a user
 // closed while another node still seemed to hold one (counts lag by a few
-// seconds) learns here that the user is now offline everywhere. fn runs on
-// the counter's goroutine, without the counter's lock.
-func (c *Counter) OnGone(fn func(userID string)) {
+// seconds) learns here that the user is now offline everywhere.
+//
+// orphaned is set, on one node only, for users whose count went with a node
+// that left the board: it stopped renewing its entry (it died, or lost the
+// bus for longer than the lease) or removed it (shut down). That node can no
+// longer announce them offline, so this one, the heir, is to. The heir is
+// the live node with the smallest id; nodes that read the board at the same
+// moment agree on it. fn runs on the counter's goroutine, without the
+// counter's lock.
+func (c *Counter) OnGone(fn func(userID string, orphaned bool)) {
 	c.mu.Lock()
 	c.onGone = fn
 	c.mu.Unlock()
@@ -199,33 +222,58 @@ func (c *Counter) read() {
 		return
 	}
 	remote := make(map[string]int)
+	entries := make(map[string]map[string]int, len(all))
+	heir := true // no live node has a smaller id than this one
 	for node, b := range all {
 		if node == c.node {
 			continue
+		}
+		if node < c.node {
+			heir = false
 		}
 		var counts map[string]int
 		if err := json.Unmarshal(b, &counts); err != nil {
 			c.log.Warn("presence: bad entry on board", "node", node, "err", err)
 			continue
 		}
+		entries[node] = counts
 		for u, n := range counts {
 			remote[u] += n
 		}
 	}
 	c.mu.Lock()
-	var gone []string
+	type goneUser struct {
+		id       string
+		orphaned bool
+	}
+	var gone []goneUser
 	if c.onGone != nil {
+		// Users counted by nodes that left the board since the last read.
+		var left map[string]bool
+		for node, counts := range c.entries {
+			if _, ok := all[node]; ok || !heir {
+				continue
+			}
+			if left == nil {
+				left = make(map[string]bool)
+			}
+			for u, n := range counts {
+				if n > 0 {
+					left[u] = true
+				}
+			}
+		}
 		for u, n := range c.remote {
 			if n > 0 && remote[u] == 0 && c.local[u] == 0 {
-				gone = append(gone, u)
+				gone = append(gone, goneUser{u, left[u]})
 			}
 		}
 	}
-	c.remote = remote
+	c.remote, c.entries = remote, entries
 	onGone := c.onGone
 	c.mu.Unlock()
 	for _, u := range gone {
-		onGone(u)
+		onGone(u.id, u.orphaned)
 	}
 }
 

@@ -66,6 +66,7 @@ type Service struct {
 
 	typing    typingThrottle
 	delivered deliveredQueue
+	resumes   resumeQueue
 }
 
 // New returns a Service. notify and presence may be nil (no typing events,
@@ -542,9 +543,12 @@ func (s *Service) decorate(cs ...*parley.Conversation) {
 }
 
 // Typing forwards a typing state to both participants' open streams. A
-// repeated start within the throttle, or a stop with no start before it, is
-// dropped: clients renew start every few seconds while the person types, and
-// forwarding each renewal would only add traffic.
+// start renewed within the throttle is dropped: clients renew start every
+// few seconds while the person types, and forwarding each renewal would only
+// add traffic. A stop is always forwarded: behind a load balancer the start
+// it ends may have gone through another node, and a dropped stop leaves the
+// peer showing "typing…" until the start goes stale, whereas a needless one
+// costs one ephemeral event.
 func (s *Service) Typing(ctx context.Context, userID, convID, state string) error {
 	if state != "start" && state != "stop" {
 		return parley.Invalid("state", "state must be start or stop")
@@ -575,9 +579,28 @@ type typingMark struct {
 	at    time.Time
 }
 
-// typingThrottle remembers the last typing state forwarded per (user,
-// conversation). Entries older than the SPEC's 6 s staleness are dropped
-// now and then, so the map only holds people typing right now.
+// TypingSeen takes a typing event another node forwarded (data as sent to
+// the streams), so that this node's throttle knows of it: a start there
+// makes a renewal here within the throttle redundant, and a stop there
+// means the next start here is news to the peer and goes through at once.
+// Without it a start that follows a stop sent through another node would
+// wait for the next renewal.
+func (s *Service) TypingSeen(data []byte) {
+	var ev struct {
+		ConversationID string `json:"conversation_id"`
+		UserID         string `json:"user_id"`
+		State          string `json:"state"`
+	}
+	if json.Unmarshal(data, &ev) != nil || ev.UserID == "" || ev.ConversationID == "" {
+		return
+	}
+	s.typing.seen(typingKey{ev.UserID, ev.ConversationID}, ev.State, time.Now())
+}
+
+// typingThrottle remembers when a start was last forwarded per (user,
+// conversation), by this node or (TypingSeen) another. Entries older than
+// the SPEC's 6 s staleness are dropped now and then, so the map only holds
+// people typing right now.
 type typingThrottle struct {
 	every time.Duration
 	mu    sync.Mutex
@@ -587,28 +610,44 @@ type typingThrottle struct {
 
 const typingStale = 6 * time.Second
 
+// allow reports whether a typing state should be forwarded: every stop,
+// and a start unless one was forwarded within the throttle.
 func (t *typingThrottle) allow(k typingKey, state string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if now.Sub(t.swept) > typingStale {
-		for key, m := range t.last {
-			if now.Sub(m.at) > typingStale {
-				delete(t.last, key)
-			}
-		}
-		t.swept = now
-	}
-	prev, ok := t.last[k]
+	t.sweep(now)
 	if state == "stop" {
-		if !ok {
-			return false
-		}
 		delete(t.last, k)
 		return true
 	}
-	if ok && now.Sub(prev.at) < t.every {
+	if prev, ok := t.last[k]; ok && now.Sub(prev.at) < t.every {
 		return false
 	}
 	t.last[k] = typingMark{state: state, at: now}
 	return true
+}
+
+// seen records a typing state forwarded by another node.
+func (t *typingThrottle) seen(k typingKey, state string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sweep(now)
+	switch state {
+	case "stop":
+		delete(t.last, k)
+	case "start":
+		t.last[k] = typingMark{state: state, at: now}
+	}
+}
+
+func (t *typingThrottle) sweep(now time.Time) {
+	if now.Sub(t.swept) <= typingStale {
+		return
+	}
+	for key, m := range t.last {
+		if now.Sub(m.at) > typingStale {
+			delete(t.last, key)
+		}
+	}
+	t.swept = now
 }

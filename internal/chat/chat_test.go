@@ -564,7 +564,10 @@ func TestTypingIsEphemeral(t *testing.T) {
 	p := newPair(t)
 	n := p.n
 	proHead, clientHead := logHead(t, n, p.pro), logHead(t, n, p.client)
-	proStream := n.OpenStream(t, p.pro.Token, proHead)
+	// Live, not resumed from proHead: a resume would prove the first
+	// message delivered (Service.Resumed), and the log below would grow by
+	// its receipt.
+	proStream := n.OpenStream(t, p.pro.Token, -1)
 	typing := "/api/conversations/" + p.conv.ID + "/typing"
 
 	if res := n.Do(t, "POST", typing, p.client.Token, map[string]any{"state": "start"}, nil); res.StatusCode != 204 {
@@ -589,13 +592,24 @@ func TestTypingIsEphemeral(t *testing.T) {
 	if ty.State != "stop" {
 		t.Fatalf("after a throttled start, got %s", e.Data)
 	}
-	// A stop without a start is not forwarded either; a fresh start is.
-	n.Do(t, "POST", typing, p.client.Token, map[string]any{"state": "stop"}, nil)
-	n.Do(t, "POST", typing, p.pro.Token, map[string]any{"state": "start"}, nil)
+	// A start right after a stop is news, not a renewal: forwarded.
+	n.Do(t, "POST", typing, p.client.Token, map[string]any{"state": "start"}, nil)
 	e = proStream.NextOf(t, parley.EventTyping, 5*time.Second)
 	e.Decode(t, &ty)
-	if ty.State != "start" || ty.UserID != p.pro.ID {
-		t.Fatalf("expected the professional's own start on their other device, got %s", e.Data)
+	if ty.State != "start" || ty.UserID != p.client.ID {
+		t.Fatalf("a start after a stop: got %s", e.Data)
+	}
+	// A stop is forwarded even when this node forwarded no start before
+	// it (behind a balancer the start may have gone through another node).
+	n.Do(t, "POST", typing, p.client.Token, map[string]any{"state": "stop"}, nil)
+	n.Do(t, "POST", typing, p.client.Token, map[string]any{"state": "stop"}, nil)
+	n.Do(t, "POST", typing, p.pro.Token, map[string]any{"state": "start"}, nil)
+	for _, want := range []string{p.client.ID + "/stop", p.client.ID + "/stop", p.pro.ID + "/start"} {
+		e = proStream.NextOf(t, parley.EventTyping, 5*time.Second)
+		e.Decode(t, &ty)
+		if got := ty.UserID + "/" + ty.State; got != want {
+			t.Fatalf("typing event %s, want %s", got, want)
+		}
 	}
 
 	wantError(t, n.Do(t, "POST", typing, p.client.Token, map[string]any{"state": "typing"}, nil), 400, parley.EInvalid)

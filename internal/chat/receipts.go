@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -124,12 +126,147 @@ func (q *deliveredQueue) take() map[deliveredKey]int64 {
 	return p
 }
 
+// Resumed is the stream server's OnResume hook: a client of userID resumed
+// from upTo, so it holds every event of its log up to upTo. The next flush
+// re-reads the last of those events and notes their deliveries as
+// Delivered does (resumeWindow says why). It only notes the position: it
+// runs on the stream's opening.
+func (s *Service) Resumed(userID string, upTo int64) {
+	s.resumes.note(userID, upTo)
+}
+
+// resumeWindow is how many events before a resume point a flush re-reads,
+// and resumeAge how old they may be.
+//
+// Delivered markers are noted in memory when events reach a client and
+// written by the next flush, up to ReceiptFlushEvery later; a node that
+// dies in between takes the notes with it although the deliveries
+// happened. The client then resumes elsewhere (or on the restarted node)
+// from the last id it has, which proves those deliveries: re-reading the
+// events just before the resume point restores the lost markers.
+//
+// Deliveries lost that way are the last ones before the client's position,
+// made within the node's last 150 ms, of events that were almost always
+// new then: the window covers them unless the user received more than
+// resumeWindow events in that time, and resumeAge covers clients that come
+// back within two minutes of the node's death. The age bound also keeps
+// the backlog a client skipped out of it: a client with no position starts
+// at the head and loads what came before over REST, so a later resume from
+// there proves that the app has those messages, not that a stream carried
+// them; only the recent ones among them are marked delivered this way.
+//
+// Recording each delivery durably instead would cost a write on the hot
+// path of every message; this costs one small read per resume, in the
+// background (about 30 µs of CPU on SQLite, measured over 2,000 users with
+// 20 merged events each), and no write unless a marker moves or this node
+// has not stored it yet (a no-op update, once per conversation).
+const (
+	resumeWindow = 64
+	resumeAge    = 2 * time.Minute
+)
+
+// maxResumesPerFlush bounds the log reads of one flush, about 1,700 a
+// second: the rest wait for the next flushes, so that a reconnect storm's
+// 10,000 resumes cost a few percent of a core over six seconds rather than
+// competing with the storm itself. maxResumesPending bounds the memory of
+// those waiting; past it new resume points are not checked.
+const (
+	maxResumesPerFlush = 250
+	maxResumesPending  = 100_000
+)
+
+// resumeQueue holds, per user, the highest resume point not yet checked,
+// and remembers the point checked last so that a client polling this node
+// (a resume per poll) has only the events since its last poll re-read.
+type resumeQueue struct {
+	mu      sync.Mutex
+	pending map[string]int64
+	checked map[string]int64
+}
+
+func (q *resumeQueue) note(userID string, upTo int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if upTo <= q.checked[userID] || upTo <= q.pending[userID] {
+		return
+	}
+	if q.pending == nil {
+		q.pending = make(map[string]int64)
+	}
+	if _, ok := q.pending[userID]; !ok && len(q.pending) >= maxResumesPending {
+		return
+	}
+	q.pending[userID] = upTo
+}
+
+// take returns up to n resume points with, for each, the position already
+// checked, and records them as checked.
+func (q *resumeQueue) take(n int) map[string][2]int64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.pending) == 0 {
+		return nil
+	}
+	if q.checked == nil || len(q.checked) > maxWritten {
+		q.checked = make(map[string]int64)
+	}
+	out := make(map[string][2]int64, min(n, len(q.pending)))
+	for u, upTo := range q.pending {
+		if len(out) == n {
+			break
+		}
+		out[u] = [2]int64{q.checked[u], upTo}
+		q.checked[u] = upTo
+		delete(q.pending, u)
+	}
+	return out
+}
+
+// checkResumes notes the deliveries that resume points prove (Resumed).
+func (s *Service) checkResumes(ctx context.Context) {
+	points := s.resumes.take(maxResumesPerFlush)
+	if len(points) == 0 {
+		return
+	}
+	read := make(map[string][]parley.Event, len(points))
+	err := s.store.View(ctx, func(tx *store.Tx) error {
+		for u, p := range points {
+			from := max(p[0], p[1]-resumeWindow, 0)
+			if from >= p[1] {
+				continue
+			}
+			evs, err := tx.EventsAfter(u, from, int(p[1]-from))
+			var bad *store.CorruptRunError
+			if errors.As(err, &bad) {
+				continue // the user's streams report it; the others' checks go on
+			}
+			if err != nil {
+				return fmt.Errorf("events of %s before %d: %w", u, p[1], err)
+			}
+			read[u] = evs
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("read events before resume points", "err", err, "users", len(points))
+		return
+	}
+	recent := time.Now().Add(-resumeAge)
+	for u, evs := range read {
+		evs = slices.DeleteFunc(evs, func(e parley.Event) bool { return e.Time.Before(recent) })
+		if len(evs) > 0 {
+			s.Delivered(u, evs)
+		}
+	}
+}
+
 // FlushReceipts writes the delivered markers noted since the last flush, in
 // one transaction, with a receipt event to both participants for each marker
 // that moved. Markers only move forward, so a late or repeated flush (from
 // this node or another) changes nothing. On failure the markers are kept for
 // the next flush.
 func (s *Service) FlushReceipts(ctx context.Context) {
+	s.checkResumes(ctx)
 	pending := s.delivered.take()
 	if len(pending) == 0 {
 		return

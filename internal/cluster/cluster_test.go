@@ -268,7 +268,9 @@ func TestNodeKilled(t *testing.T) {
 // that commits their events, so delivery needs the bus. Nothing is lost, and
 // delivery is back within seconds of the restart without restarting any
 // node — long before the 30 s heartbeat's re-read of the log would have
-// brought it.
+// brought it. Throughout, /readyz stays 200 (a shared bus must not take
+// every node out of the balancer at once) and parley_bus_up tells the
+// outage.
 func TestBusOutage(t *testing.T) {
 	for _, kind := range []string{"redis", "nats"} {
 		t.Run(kind, func(t *testing.T) {
@@ -308,13 +310,23 @@ func TestBusOutage(t *testing.T) {
 			publishRound(0)
 			waitAll(3 * time.Second) // live over the bus, well under the heartbeat
 
+			for _, n := range nodes {
+				if up := gauge(n.URL, "parley_bus_up"); up != 1 {
+					t.Fatalf("%s: parley_bus_up = %v with the bus up", n.URL, up)
+				}
+			}
 			srv.Kill()
 			deadline := time.Now().Add(5 * time.Second)
-			for ready(nodes[0].URL) == http.StatusOK {
+			for gauge(nodes[0].URL, "parley_bus_up") != 0 {
 				if time.Now().After(deadline) {
-					t.Fatal("/readyz still 200 with the bus down")
+					t.Fatal("parley_bus_up still not 0 5s into the outage")
 				}
 				time.Sleep(100 * time.Millisecond)
+			}
+			for _, n := range nodes {
+				if code := ready(n.URL); code != http.StatusOK {
+					t.Errorf("%s /readyz = %d during a bus outage, want 200", n.URL, code)
+				}
 			}
 			outage := time.Now()
 			for round := 1; time.Since(outage) < 5*time.Second; round++ {
@@ -329,12 +341,19 @@ func TestBusOutage(t *testing.T) {
 			for _, d := range devices {
 				d.check(t)
 			}
-			// Live delivery over the bus works again, and /readyz says so.
+			// Live delivery over the bus works again, and the gauge says so.
 			publishRound(1001)
 			waitAll(3 * time.Second)
 			for _, n := range nodes {
 				if code := ready(n.URL); code != http.StatusOK {
 					t.Errorf("%s /readyz = %d after the bus came back", n.URL, code)
+				}
+				deadline := time.Now().Add(5 * time.Second)
+				for gauge(n.URL, "parley_bus_up") != 1 {
+					if time.Now().After(deadline) {
+						t.Fatalf("%s: parley_bus_up not back to 1 within 5s", n.URL)
+					}
+					time.Sleep(100 * time.Millisecond)
 				}
 			}
 		})

@@ -363,6 +363,12 @@ func startProcessNode(t *testing.T, name string, flags ...string) (*testenv.Proc
 
 // streamsOpen reads parley_streams_open from a node's /metrics.
 func streamsOpen(base string) int {
+	return int(gauge(base, "parley_streams_open"))
+}
+
+// gauge reads an unlabelled metric from a node's /metrics; -1 if it has
+// none or does not answer.
+func gauge(base, name string) float64 {
 	res, err := apiClient.Get(base + "/metrics")
 	if err != nil {
 		return -1
@@ -370,9 +376,9 @@ func streamsOpen(base string) int {
 	defer res.Body.Close()
 	sc := bufio.NewScanner(res.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "parley_streams_open "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			f, _ := strconv.ParseFloat(v, 64)
-			return int(f)
+			return f
 		}
 	}
 	return -1

@@ -59,6 +59,15 @@ type Config struct {
 	// AuthJWKSRefetch is the least time between two reads of the JWKS for
 	// unknown kids: 30s. Not a flag: the SPEC fixes it; tests shorten it.
 	AuthJWKSRefetch time.Duration
+
+	// Reliability across nodes (see deploy/README.md).
+
+	// PresenceLease is how long a node's share of the cross-node presence
+	// counts lives unless the node renews it (every third of it): a node
+	// that dies stops counting after at most this long, and its users go
+	// offline a grace period later unless they reconnected elsewhere; 15s.
+	// Every node of a cluster must use the same value.
+	PresenceLease time.Duration
 }
 
 // Registration settings.
@@ -94,6 +103,7 @@ func Default() Config {
 		AuthDefaultRole:   "client",
 		Registration:      RegistrationOpen,
 		AuthJWKSRefetch:   30 * time.Second,
+		PresenceLease:     15 * time.Second,
 	}
 }
 
@@ -138,6 +148,7 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.StringVar(&c.AuthRoleClaim, "auth-role-claim", c.AuthRoleClaim, "claim of the app's tokens holding client or professional")
 	fs.StringVar(&c.AuthDefaultRole, "auth-default-role", c.AuthDefaultRole, "role of the app's users whose token has no role claim")
 	fs.StringVar(&c.Registration, "registration", c.Registration, "open, or closed to refuse POST /api/auth/register")
+	fs.DurationVar(&c.PresenceLease, "presence-lease", c.PresenceLease, "with several nodes, how long a node's presence counts outlive it unless renewed")
 
 	// Environment variables are applied as if given first, so flags override them.
 	var envErr error
@@ -176,6 +187,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("retention bounds must not be negative")
 	case c.PasswordCost < 4 || c.PasswordCost > 31:
 		return fmt.Errorf("password-cost must be within 4..31")
+	case c.PresenceLease < 300*time.Millisecond:
+		return fmt.Errorf("presence-lease must be at least 300ms")
 	case c.StreamBuffer < 1:
 		return fmt.Errorf("stream-buffer must be at least 1")
 	case c.BodyLimit < 1024 || c.PublishBodyLimit < 1024:

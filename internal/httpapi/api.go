@@ -33,7 +33,7 @@ type API struct {
 	Streams *stream.Server
 	Metrics *metrics.Metrics
 	Logger  *slog.Logger
-	// Ready reports whether the store (and bus) answer, for /readyz.
+	// Ready reports whether the store answers, for /readyz.
 	Ready func(ctx context.Context) error
 	// Presence may be nil, in which case everyone is shown offline.
 	Presence Presence

@@ -21,6 +21,9 @@ type Metrics struct {
 	DeliveryDelay  prometheus.Histogram
 	Requests       *prometheus.CounterVec
 	RequestTime    *prometheus.HistogramVec
+	// CorruptRuns counts log reads that failed on a stored run of events
+	// that does not decode (`parley check --repair` drops it).
+	CorruptRuns prometheus.Counter
 }
 
 // New registers the collectors. openStreams reports the open stream count.
@@ -51,9 +54,12 @@ func New(openStreams func() float64) *Metrics {
 			Name: "parley_http_request_duration_seconds", Help: "HTTP request latency by route pattern (streams excluded).",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
+		CorruptRuns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_store_corrupt_runs_total", Help: "Log reads that failed on a stored run of events that does not decode.",
+		}),
 	}
 	m.Registry.MustRegister(m.StreamsOpen, m.EventsWritten, m.EventsReplayed, m.StreamCloses, m.DeliveryDelay,
-		m.Requests, m.RequestTime,
+		m.Requests, m.RequestTime, m.CorruptRuns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -70,6 +76,33 @@ func (m *Metrics) WatchTail(unmerged func() float64) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "parley_store_tail_events", Help: "Events appended on the embedded database and not yet merged into its tables.",
 	}, unmerged))
+}
+
+// WatchBus adds the gauge parley_bus_up: 1 while the bus to the other
+// nodes answers, 0 during an outage (which /readyz does not show).
+func (m *Metrics) WatchBus(up func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_bus_up", Help: "Whether the bus to the other nodes answers (1) or not (0), as last checked.",
+	}, up))
+}
+
+// WatchStore adds the embedded store's health: the gauge
+// parley_store_tail_full (1 while new events are refused because merges of
+// the tail keep failing) and the counter parley_store_merge_failures_total.
+func (m *Metrics) WatchStore(full func() bool, mergeFailures func() uint64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_store_tail_full", Help: "1 while the embedded database refuses new events (503) because merging its tail keeps failing.",
+		}, func() float64 {
+			if full() {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parley_store_merge_failures_total", Help: "Merges of the embedded database's event tail that failed.",
+		}, func() float64 { return float64(mergeFailures()) }),
+	)
 }
 
 // Replayed counts events sent from the log.

@@ -249,12 +249,28 @@ func (t *Tracker) check(userID string, gen int) {
 // offline; if this node announced the user online and holds no stream or
 // recent poll of theirs, the offline is scheduled now (at once if the
 // grace period is over).
-func (t *Tracker) Recheck(userID string) {
+//
+// orphaned says the streams went with a node that left (its lease lapsed,
+// or it shut down) and that this node is to speak for it: the user is
+// taken on as if their last stream had closed here now, and goes offline
+// after the grace period unless a stream opens somewhere meanwhile. Without
+// that nobody would: the node that announced them online is gone.
+func (t *Tracker) Recheck(userID string, orphaned bool) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.counter.Online(userID) {
+		return
+	}
 	s := t.users[userID]
-	if s == nil || !s.online || s.timer != nil || t.counter.Online(userID) {
+	if orphaned && (s == nil || !s.online) {
+		s = t.get(userID)
+		s.online = true
+		s.closedAt, s.lastSeen = now, now
+		t.schedule(userID, s, now)
+		return
+	}
+	if s == nil || !s.online || s.timer != nil {
 		return
 	}
 	t.schedule(userID, s, now)

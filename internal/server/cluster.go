@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -49,6 +50,9 @@ type cluster struct {
 	// counter shares presence counts with the other nodes; nil when the
 	// bus offers no board.
 	counter *bus.Counter
+	// typingSeen is told of the typing events other nodes forward, for
+	// the chat service's throttle; set before start.
+	typingSeen func(data []byte)
 
 	mu     sync.Mutex
 	outbox []bus.Message
@@ -59,6 +63,9 @@ type cluster struct {
 	lost   bool
 	losses int
 
+	// down is set while the bus does not answer its ping (watch).
+	down atomic.Bool
+
 	wake chan struct{} // the outbox has messages
 	poke chan struct{} // a PokeAll is wanted; coalesces bursts of them
 	stop chan struct{}
@@ -68,14 +75,14 @@ type cluster struct {
 // openCluster connects this node, under a new id, to the bus named by url.
 // It returns nil for a single node (url empty); the methods below accept
 // a nil cluster.
-func openCluster(ctx context.Context, url string, logger *slog.Logger) (*cluster, error) {
+func openCluster(ctx context.Context, url string, lease time.Duration, logger *slog.Logger) (*cluster, error) {
 	node := parley.NewID("node")
 	b, err := openBus(ctx, url, node, logger)
 	if err != nil || b == nil {
 		return nil, err
 	}
 	return &cluster{
-		bus: b, log: logger, counter: presenceCounter(ctx, b, node, logger),
+		bus: b, log: logger, counter: presenceCounter(ctx, b, node, bus.LeaseTiming(lease), logger),
 		wake: make(chan struct{}, 1), poke: make(chan struct{}, 1), stop: make(chan struct{}),
 	}, nil
 }
@@ -103,16 +110,61 @@ func (c *cluster) attach(hub *stream.Hub, tracker *presence.Tracker) {
 	}
 }
 
+// observeTyping hands the typing events other nodes forward to fn too, so
+// that the typing throttle counts what went through them. Before start.
+func (c *cluster) observeTyping(fn func(data []byte)) {
+	if c != nil {
+		c.typingSeen = fn
+	}
+}
+
 // start subscribes and runs the sender and the poker. Once it returns, the
 // node hears every message published by the others.
 func (c *cluster) start() error {
 	if err := c.bus.Subscribe(c.receive, c.resumed); err != nil {
 		return err
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.sender()
 	go c.poker()
+	go c.watch()
 	return nil
+}
+
+// busCheckEvery is the pace of the bus health check behind parley_bus_up.
+const busCheckEvery = 2 * time.Second
+
+// watch pings the bus every busCheckEvery and logs when it stops and
+// starts answering: /readyz leaves the bus out, so this is where an outage
+// shows.
+func (c *cluster) watch() {
+	defer c.wg.Done()
+	t := time.NewTicker(busCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), busCheckEvery)
+		err := c.ping(ctx)
+		cancel()
+		switch {
+		case err != nil && !c.down.Swap(true):
+			c.log.Error("bus: unreachable; serving on, streams read their logs at each heartbeat", "err", err)
+		case err == nil && c.down.Swap(false):
+			c.log.Info("bus: reachable again")
+		}
+	}
+}
+
+// upGauge is parley_bus_up.
+func (c *cluster) upGauge() float64 {
+	if c.down.Load() {
+		return 0
+	}
+	return 1
 }
 
 // committed queues "these users' logs grew" for the events of one commit.
@@ -261,6 +313,11 @@ func (c *cluster) receive(m bus.Message) {
 		c.hub.Notify(h.UserID, h.LastID)
 	}
 	if e := m.Ephemeral; e != nil {
+		// The throttle first: once a stream here has the event, this
+		// node's throttle knows of it.
+		if e.Type == parley.EventTyping && c.typingSeen != nil {
+			c.typingSeen(e.Data)
+		}
 		c.hub.EphemeralLocal(e.Type, e.Data, e.UserIDs...)
 	}
 	if k := m.Kick; k != nil {
@@ -309,17 +366,17 @@ func (c *cluster) poker() {
 // offers a presence board, and nil (count locally) otherwise. A bus whose
 // board cannot be had (NATS without JetStream) degrades to local counting.
 // Each node renews its entry every few seconds; a dead node's expires.
-func presenceCounter(ctx context.Context, b bus.Bus, node string, logger *slog.Logger) *bus.Counter {
+func presenceCounter(ctx context.Context, b bus.Bus, node string, timing bus.Timing, logger *slog.Logger) *bus.Counter {
 	bb, ok := b.(bus.Boarder)
 	if !ok {
 		return nil
 	}
-	board, err := bb.Board(ctx, bus.DefaultTiming.TTL)
+	board, err := bb.Board(ctx, timing.TTL)
 	if err != nil {
 		logger.Warn("bus: no presence board; presence counts this node's streams only", "err", err)
 		return nil
 	}
-	c := bus.NewCounter(board, node, bus.DefaultTiming, logger)
+	c := bus.NewCounter(board, node, timing, logger)
 	c.Start()
 	return c
 }

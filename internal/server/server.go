@@ -72,7 +72,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	}
 	// The bus comes before presence, which counts streams over all nodes
 	// through it, and the hub, which relays through it.
-	s.cluster, err = openCluster(ctx, cfg.Bus, logger)
+	s.cluster, err = openCluster(ctx, cfg.Bus, cfg.PresenceLease, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +82,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.hub = stream.NewHub(stream.Limits{PerUser: cfg.MaxStreamsPerUser, Total: maxStreams, Buffer: cfg.StreamBuffer}, s.presence)
 	s.cluster.attach(s.hub, s.presence)
 	s.metrics = metrics.New(func() float64 { return float64(s.hub.Open()) })
+	if s.cluster != nil {
+		s.metrics.WatchBus(s.cluster.upGauge)
+	}
 
 	s.store, err = openStore(ctx, cfg, s.onCommit)
 	if err != nil {
@@ -92,13 +95,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.auth.App = s.appTokens()
 	s.presence.Start(s.store, s.hub)
 	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout}, logger)
+	s.cluster.observeTyping(s.chat.TypingSeen)
 	streams := &stream.Server{
-		Hub: s.hub, Log: eventLog{s.store}, Metrics: s.metrics, Logger: logger,
+		Hub: s.hub, Log: eventLog{s.store, s.readFailed}, Metrics: s.metrics, Logger: logger,
 		Heartbeat: cfg.Heartbeat, Retry: cfg.Retry, WriteTimeout: cfg.WriteTimeout,
 		// With other nodes writing, a lost bus message must cost latency,
 		// never an event: streams also read their logs at each heartbeat.
 		Recheck:     s.cluster != nil,
-		OnDelivered: s.chat.Delivered, OnPoll: s.presence.Polled,
+		OnDelivered: s.chat.Delivered, OnPoll: s.presence.Polled, OnResume: s.chat.Resumed,
 	}
 	if db, local := s.store.(*sqlite.DB); local {
 		// Opening a stream is then CPU work on this process alone: more
@@ -106,6 +110,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		// reads wait on the network, where more at once is what helps.
 		streams.Openings = runtime.GOMAXPROCS(0)
 		s.metrics.WatchTail(func() float64 { return float64(db.Unmerged()) })
+		s.metrics.WatchStore(db.TailFull, db.MergeFailures)
+		db.SetLogger(logger)
 	}
 	s.api = &httpapi.API{
 		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,
@@ -173,14 +179,13 @@ func (s *Server) onCommit(events []parley.Event) {
 	}
 }
 
+// ready is /readyz: the store answers. A bus outage is left out (SPEC
+// §7): every node shares the bus, so it would take them all out of the
+// balancer at once, while they still serve (streams fall back to reading
+// their logs); it shows as parley_bus_up and in the log instead.
 func (s *Server) ready(ctx context.Context) error {
 	if err := s.store.Ping(ctx); err != nil {
 		return fmt.Errorf("store: %w", err)
-	}
-	if s.cluster != nil {
-		if err := s.cluster.ping(ctx); err != nil {
-			return fmt.Errorf("bus: %w", err)
-		}
 	}
 	return nil
 }
@@ -310,6 +315,7 @@ func (s *Server) prune(ctx context.Context) {
 		return err
 	})
 	if err != nil {
+		s.readFailed(err)
 		s.log.Error("prune events", "err", err)
 	} else if n > 0 {
 		s.log.Info("pruned events", "count", n)
@@ -343,8 +349,24 @@ func sweepEvery(idle time.Duration) time.Duration {
 	return min(max(idle/10, 50*time.Millisecond), 5*time.Second)
 }
 
+// readFailed makes a corrupt stored run of events visible: a log line that
+// names the user and the row, and parley_store_corrupt_runs_total. Every
+// replay of that user's log through the row fails until it is dropped.
+func (s *Server) readFailed(err error) {
+	var bad *store.CorruptRunError
+	if !errors.As(err, &bad) {
+		return
+	}
+	s.metrics.CorruptRuns.Inc()
+	s.log.Error("store: corrupt event run; replays of this user's log through it fail until `parley check --repair` (node stopped) drops it",
+		"user_id", bad.UserID, "first_id", bad.FirstID, "last_id", bad.LastID, "err", bad.Err)
+}
+
 // eventLog adapts the store to the stream package's Log.
-type eventLog struct{ st store.Store }
+type eventLog struct {
+	st     store.Store
+	failed func(error) // told of read errors
+}
 
 func (l eventLog) Bounds(ctx context.Context, userID string) (first, last int64, err error) {
 	err = l.st.View(ctx, func(tx *store.Tx) error {
@@ -359,6 +381,9 @@ func (l eventLog) After(ctx context.Context, userID string, after int64, limit i
 		evs, err = tx.EventsAfter(userID, after, limit)
 		return err
 	})
+	if err != nil {
+		l.failed(err)
+	}
 	return evs, err
 }
 

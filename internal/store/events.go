@@ -40,6 +40,9 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Ev
 	if len(events) == 0 {
 		return nil, nil
 	}
+	if tx.tail != nil && tx.tail.Full() {
+		return nil, ErrTailFull
+	}
 	for _, e := range events {
 		if impossibleKey(e.UserID) {
 			return nil, parley.Errorf(parley.ENotFound, "unknown users: %q", e.UserID)

@@ -77,6 +77,21 @@ func decodeRun(user string, first, last, createdAt int64, b []byte) ([]parley.Ev
 	return events, nil
 }
 
+// CorruptRunError is a read that met an event_runs row it cannot decode.
+// Every read of the user's log through that row fails the same way until
+// the row is dropped: `parley check --repair` does it (DropRun).
+type CorruptRunError struct {
+	UserID          string
+	FirstID, LastID int64
+	Err             error
+}
+
+func (e *CorruptRunError) Error() string {
+	return fmt.Sprintf("corrupt event_runs row (user %s, ids %d to %d): %v", e.UserID, e.FirstID, e.LastID, e.Err)
+}
+
+func (e *CorruptRunError) Unwrap() error { return e.Err }
+
 // splitRuns cuts events (by user, then by id) into runs: a user's events
 // with consecutive ids, at most maxRun of them.
 func splitRuns(events []parley.Event) [][]parley.Event {
@@ -159,7 +174,7 @@ func (tx *Tx) runsAfter(userID string, after int64, limit int) ([]parley.Event, 
 		}
 		run, err := decodeRun(userID, first, last, at, b)
 		if err != nil {
-			return nil, fmt.Errorf("event run %s/%d: %w", userID, first, err)
+			return nil, &CorruptRunError{UserID: userID, FirstID: first, LastID: last, Err: err}
 		}
 		for _, e := range run {
 			if e.ID > after && len(out) < limit {
@@ -208,7 +223,7 @@ func (tx *Tx) pruneRuns(before int64, keep int) (int64, error) {
 		run, err := decodeRun(user, first, last, at, b)
 		if err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("event run %s/%d: %w", user, first, err)
+			return 0, &CorruptRunError{UserID: user, FirstID: first, LastID: last, Err: err}
 		}
 		kept := run[cut-first+1:]
 		trims = append(trims, trim{user, last, cut + 1, encodeRun(kept, at)})

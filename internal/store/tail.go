@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -50,6 +51,8 @@ type Tail struct {
 	queue    []string        // users the merge goes through next, in key order
 	dropping map[string]bool // users with merged events still held
 	seq      int64           // the last batch seq handed out (writer only)
+	limit    int             // unmerged events past which appends are refused; 0: none
+	full     atomic.Bool     // unmerged >= limit > 0, for Append to read without the lock
 
 	readMu sync.Mutex
 	gen    uint64         // merges applied so far
@@ -138,6 +141,33 @@ func (t *Tail) Add(batches ...Batch) {
 		t.unmerged += len(b.Events)
 		t.held += len(b.Events)
 	}
+	t.counted()
+}
+
+// ErrTailFull refuses an append while the tail holds its limit of
+// unmerged events (SetLimit): merging keeps failing, and taking more would
+// grow the process's memory until it runs out. It is a 503: the client
+// retries, and appends are taken again as soon as merges catch up.
+var ErrTailFull = parley.Errorf(parley.EUnavailable,
+	"the server is not taking new events for now: its embedded database cannot merge the ones it holds (see the server log)")
+
+// SetLimit bounds the unmerged events: past n (0: no bound), appends fail
+// with ErrTailFull until merges bring the tail back under it. Merges keep
+// a healthy tail far below (the back end's own thresholds), so only merges
+// that fail reach it.
+func (t *Tail) SetLimit(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.limit = n
+	t.counted()
+}
+
+// Full reports whether appends are refused (SetLimit).
+func (t *Tail) Full() bool { return t.full.Load() }
+
+// counted updates full after unmerged or limit changed; t.mu is held.
+func (t *Tail) counted() {
+	t.full.Store(t.limit > 0 && t.unmerged >= t.limit)
 }
 
 // nextSeq returns the seq of the next batch row. Seqs are handed out here,
@@ -324,6 +354,7 @@ func (t *Tail) Merged(s *MergeStep) {
 		return
 	}
 	t.mark(s, planned, gen)
+	t.counted()
 	t.trimAges()
 	t.drop()
 }

@@ -44,9 +44,13 @@ type Server struct {
 	Log         Log
 	OnDelivered DeliveryHook
 	OnPoll      func(userID string)
-	Metrics     Metrics
-	Logger      *slog.Logger
-	Heartbeat   time.Duration
+	// OnResume is told that a client resumed (a stream with a resume point
+	// inside the log, or a poll) from upTo: it holds every event up to
+	// that id, whichever node wrote it to the client. It must not block.
+	OnResume  func(userID string, upTo int64)
+	Metrics   Metrics
+	Logger    *slog.Logger
+	Heartbeat time.Duration
 	// Recheck, when set, makes every stream check its log's head at each
 	// heartbeat and catch up if it is behind: with several nodes, a lost bus
 	// notification then costs latency, never an event.
@@ -200,6 +204,9 @@ func (s *Server) opening(ctx context.Context, r *http.Request, userID string) (h
 		cursor = last
 	default:
 		cursor = resume
+		if resume > 0 && s.OnResume != nil {
+			s.OnResume(userID, resume)
+		}
 	}
 	return head, cursor, nil
 }
@@ -455,6 +462,9 @@ func (s *Server) Poll(ctx context.Context, userID string, after int64, wait time
 		s.OnPoll(userID)
 	}
 	res, err := s.pollOnce(ctx, userID, after)
+	if err == nil && res.Reset == nil && after > 0 && s.OnResume != nil {
+		s.OnResume(userID, after)
+	}
 	if err != nil || len(res.Events) > 0 || res.Reset != nil || wait <= 0 {
 		return s.polled(userID, res), err
 	}

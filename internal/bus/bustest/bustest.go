@@ -259,7 +259,7 @@ func RunCounter(t *testing.T, open BoardOpener) {
 		a, b := newCounter(t, "node-a"), newCounter(t, "node-b")
 		var mu sync.Mutex
 		var gone []string
-		a.OnGone(func(u string) { mu.Lock(); gone = append(gone, u); mu.Unlock() })
+		a.OnGone(func(u string, _ bool) { mu.Lock(); gone = append(gone, u); mu.Unlock() })
 		b.Inc("usr_1")
 		b.Inc("usr_2")
 		a.Inc("usr_2") // a holds one of usr_2's streams itself
@@ -275,6 +275,65 @@ func RunCounter(t *testing.T, open BoardOpener) {
 		a.Sync()
 		if g := got(); len(g) != 1 || g[0] != "usr_1" {
 			t.Fatalf("gone = %v, want [usr_1] (usr_2 still has a stream on a)", g)
+		}
+	})
+
+	t.Run("DeadNodesUsersGoToOneHeir", func(t *testing.T) {
+		// A node dies with usr_7 and usr_8 on it; usr_8 reconnected to b,
+		// which also holds usr_9. The test drives the counters with Sync
+		// every few milliseconds (their own loops are slowed to a crawl),
+		// so that the live nodes' entries never lapse on a busy machine.
+		dead := open(t, "node-dead")
+		if err := dead.Put(context.Background(), "node-dead", []byte(`{"usr_7":1,"usr_8":2}`)); err != nil {
+			t.Fatal(err)
+		}
+		type report struct {
+			user     string
+			orphaned bool
+		}
+		var mu sync.Mutex
+		reports := map[string][]report{}
+		slow := bus.Timing{TTL: FastTiming.TTL, Renew: time.Hour, Flush: time.Hour, Read: time.Hour}
+		counter := func(name, node string, users ...string) *bus.Counter {
+			c := bus.NewCounter(open(t, node), node, slow, nil)
+			c.OnGone(func(u string, orphaned bool) {
+				mu.Lock()
+				reports[name] = append(reports[name], report{u, orphaned})
+				mu.Unlock()
+			})
+			// Counted before the first write, so that every version of
+			// the entry the others may read holds them.
+			for _, u := range users {
+				c.Inc(u)
+			}
+			c.Start()
+			t.Cleanup(c.Close)
+			return c
+		}
+		a, b := counter("a", "node-a"), counter("b", "node-b", "usr_8", "usr_9")
+		got := func(name string) []report {
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]report(nil), reports[name]...)
+		}
+		syncBoth := func() { a.Sync(); b.Sync() }
+		eventually(t, "a sees the dead node's and b's streams, b the dead node's", func() bool {
+			syncBoth()
+			return a.Online("usr_7") && a.Online("usr_9") && b.Online("usr_7")
+		})
+		eventually(t, "the lease lapses and both are told", func() bool {
+			syncBoth()
+			return len(got("a")) > 0 && len(got("b")) > 0
+		})
+		for range 5 {
+			syncBoth()
+		}
+		// a has the smallest id of the live nodes: it speaks for the dead one.
+		if r := got("a"); len(r) != 1 || r[0] != (report{"usr_7", true}) {
+			t.Errorf("a was told %v, want usr_7 orphaned (usr_8 has a stream on b)", r)
+		}
+		if r := got("b"); len(r) != 1 || r[0] != (report{"usr_7", false}) {
+			t.Errorf("b was told %v, want usr_7 not orphaned: a is the heir", r)
 		}
 	})
 

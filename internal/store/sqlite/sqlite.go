@@ -66,9 +66,15 @@ type DB struct {
 	tail *store.Tail // the newest events, not yet merged into the tables
 	lock *os.File    // held while open: one process per database file
 
+	logger        atomic.Pointer[slog.Logger]
+	mergeFailures atomic.Uint64 // merge steps that failed, for a metric
+
 	// Writer only:
 	heads         *store.HeadCache // log heads: appends write no head rows
 	savepointsFor int              // batches left to run with savepoints from the start
+	failing       int              // merge steps failed in a row
+	failLogged    time.Time        // when the last of them was logged
+	refusing      bool             // the tail was full at the last look (ErrTailFull)
 }
 
 type request struct {
@@ -169,6 +175,7 @@ func open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	for range readConns {
 		db.readers <- nil
 	}
+	tail.SetLimit(tailLimit)
 	go db.writer()
 	go db.checkpointer()
 	return db, nil
@@ -278,6 +285,25 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 // into the tables.
 func (db *DB) Unmerged() int { return db.tail.Unmerged() }
 
+// TailFull reports whether appends are being refused because the tail
+// reached its limit (tailLimit) while merges fail.
+func (db *DB) TailFull() bool { return db.tail.Full() }
+
+// MergeFailures returns how many merges of the tail have failed since the
+// store opened.
+func (db *DB) MergeFailures() uint64 { return db.mergeFailures.Load() }
+
+// SetLogger sets where the store logs what goes wrong in the background
+// (failed merges, refused appends); slog's default until then.
+func (db *DB) SetLogger(l *slog.Logger) { db.logger.Store(l) }
+
+func (db *DB) log() *slog.Logger {
+	if l := db.logger.Load(); l != nil {
+		return l
+	}
+	return slog.Default()
+}
+
 // Ping reports whether the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
 
@@ -339,6 +365,7 @@ func (db *DB) writer() {
 			for len(db.reqs) == 0 && db.mergeStep(ctx, wc, stepEvents) {
 			}
 			db.tail.Drop()
+			db.watchFull()
 			continue
 		case <-db.closed:
 			// Finish what was queued before Close; later Updates see db.done.
@@ -362,6 +389,32 @@ func (db *DB) writer() {
 		db.commit(ctx, wc, batch)
 		db.keepUp(ctx, wc, db.tail.Unmerged()-before)
 		db.tail.Drop()
+		db.watchFull()
+	}
+}
+
+// tailLimit bounds the tail's unmerged events (store.Tail.SetLimit): twice
+// mergeHard, which a tail whose merges succeed never stays above, since
+// the writer merges back under mergeHard after every commit. Only merges
+// that keep failing let it grow this far. At a few hundred bytes an event
+// (its share of a payload, its entry in memory), that is some 100-250 MB
+// held for the events not yet in the tables: the store then refuses
+// appends (503) rather than grow until the process runs out of memory.
+var tailLimit = 2 * mergeHard
+
+// watchFull logs when the tail fills (appends refused) and when it is under
+// its limit again.
+func (db *DB) watchFull() {
+	full := db.tail.Full()
+	if full == db.refusing {
+		return
+	}
+	db.refusing = full
+	if full {
+		db.log().Error("store: refusing new events (503): the event tail holds its limit of unmerged events because merging it keeps failing; they are kept (in memory and in event_batches) and merged once a merge succeeds",
+			"unmerged", db.tail.Unmerged(), "limit", tailLimit, "merge_failures", db.mergeFailures.Load())
+	} else {
+		db.log().Info("store: taking new events again: the event tail is under its limit", "unmerged", db.tail.Unmerged())
 	}
 }
 
@@ -428,9 +481,21 @@ func (db *DB) mergeStep(ctx context.Context, conn *stmtCache, size int) bool {
 	db.commit(ctx, conn, []*request{req})
 	if req.err != nil {
 		// The events stay in the tail and their batch rows in the
-		// table; a later step tries again.
-		slog.Error("merge event tail", "err", req.err)
+		// table; a later step tries again (after every commit while the
+		// tail is over mergeHard): log the first failure and then one a
+		// minute, not each.
+		db.mergeFailures.Add(1)
+		db.failing++
+		if db.failing == 1 || time.Since(db.failLogged) > time.Minute {
+			db.failLogged = time.Now()
+			db.log().Error("store: merging the event tail failed; the events stay in memory and in event_batches until a merge succeeds",
+				"err", req.err, "failed_in_a_row", db.failing, "unmerged", db.tail.Unmerged())
+		}
 		return false
+	}
+	if db.failing > 0 {
+		db.log().Info("store: merging the event tail again", "after_failures", db.failing)
+		db.failing = 0
 	}
 	return merged
 }

@@ -21,6 +21,31 @@ function setup(opts = {}) {
   return { ctl, clock, transport, events, states, lastIds, durable: () => events.filter((e) => e.id != null).map((e) => e.id) };
 }
 
+/**
+ * The current stream fails while the server answers polls (a network that
+ * blocks streams): the poll that checks the server after an early failure
+ * gets a 200, so the failure counts toward the poll fallback.
+ */
+async function failWhileServerAnswers(transport, events = []) {
+  const before = transport.polls.length;
+  transport.last.fail();
+  await settle();
+  assert.equal(transport.polls.length, before + 1, "an early stream failure is followed by a poll that checks the server");
+  const check = transport.polls.at(-1);
+  assert.equal(check.wait, 0);
+  check.answer(200, events);
+  await settle();
+}
+
+/** The current stream fails and so does the poll that checks the server (it is down). */
+async function failWhileServerDown(transport) {
+  const before = transport.polls.length;
+  transport.last.fail();
+  await settle();
+  for (const p of transport.polls.slice(before)) if (!p.answered) p.reject(new TypeError("Failed to fetch"));
+  await settle();
+}
+
 test("connect → connecting, ready → connected; a fresh stream takes the head as baseline", async () => {
   const { ctl, transport, states, events } = setup();
   assert.equal(ctl.state, "disconnected");
@@ -140,37 +165,186 @@ test("a stream without ready within readyTimeoutMs counts as a failure", async (
   assert.equal(transport.streams[0].closed, true);
 });
 
-test("streams that keep failing fast fall back to long-polling, which delivers events", async () => {
+test("streams that keep failing fast while polls get through fall back to long-polling, which delivers events", async () => {
   const { ctl, clock, transport, durable, states } = setup({ ctl: { lastEventId: 20, badStreamsBeforePolling: 3 } });
   ctl.connect();
   transport.last.ready(20);
   await clock.advance(1000); // short-lived: closes 1 s after ready
-  transport.last.fail();
+  await failWhileServerAnswers(transport);
+  assert.equal(ctl.badStreams, 1);
   await clock.advance(1000);
-  transport.last.fail(); // never got ready
+  await failWhileServerAnswers(transport); // never got ready
   await clock.advance(2000);
   assert.equal(ctl.state, "reconnecting");
-  transport.last.fail();
-  assert.equal(ctl.state, "polling");
+  await failWhileServerAnswers(transport);
+  assert.equal(ctl.state, "polling", "switches as soon as the third check answers, without waiting for the retry");
   assert.equal(ctl.mode, "polling");
-  assert.equal(transport.polls.length, 1);
-  assert.equal(transport.polls[0].after, 20);
-  assert.equal(transport.polls[0].wait, 25);
-  transport.polls[0].answer(200, [
+  const poll = transport.polls.at(-1);
+  assert.equal(transport.polls.length, 4, "three checks, then the long-poll");
+  assert.equal(poll.after, 20);
+  assert.equal(poll.wait, 25);
+  poll.answer(200, [
     { id: 21, type: "message.created", data: {} },
     { id: 22, type: "receipt", data: {} },
   ]);
   await settle();
   assert.deepEqual(durable(), [21, 22]);
-  assert.equal(transport.polls.length, 2, "polls again at once after events");
-  assert.equal(transport.polls[1].after, 22);
+  assert.equal(transport.polls.length, 5, "polls again at once after events");
+  assert.equal(transport.polls[4].after, 22);
   assert.ok(states.includes("polling"));
+  assert.equal(transport.streams.length, 3, "no stream attempt once polling");
+});
+
+test("a server that is down is not a network that blocks streams: no polling, streaming again within the backoff of its return", async () => {
+  const { ctl, clock, transport, states, durable } = setup({ ctl: { lastEventId: 7, badStreamsBeforePolling: 3 } });
+  ctl.connect();
+  transport.last.ready(7);
+  await clock.advance(60000);
+  // The server goes away: the long-lived stream drops, then every attempt
+  // and every check fails.
+  transport.last.fail();
+  await settle();
+  assert.equal(transport.polls.length, 0, "a long-lived stream's end says nothing about the network");
+  const delays = [];
+  let at = clock.now();
+  for (let i = 0; i < 5; i++) {
+    await clock.advance(clock.nextDelay());
+    delays.push(clock.now() - at);
+    at = clock.now();
+    assert.equal(transport.last.closed, false, "a new stream attempt");
+    await failWhileServerDown(transport);
+  }
+  assert.deepEqual(delays, [1000, 2000, 4000, 8000, 16000], "plain backoff");
+  assert.equal(ctl.mode, "stream");
+  assert.equal(ctl.badStreams, 0, "failures while the server answers nothing do not count");
+  assert.ok(!states.includes("polling"), `states: ${states}`);
+  // The server is back: the next retry (30 s) opens a stream and that is it.
+  const wait = clock.nextDelay();
+  assert.equal(wait, 30000);
+  await clock.advance(wait);
+  assert.equal(transport.last.lastId, 7);
+  transport.last.ready(8);
+  transport.last.send(8);
+  assert.equal(ctl.state, "connected");
+  assert.equal(ctl.mode, "stream");
+  assert.deepEqual(durable(), [8]);
+});
+
+test("an error answer (502 from a proxy in front of a down server) does not count either", async () => {
+  const { ctl, clock, transport } = setup({ ctl: { lastEventId: 1, badStreamsBeforePolling: 1 } });
+  ctl.connect();
+  transport.last.fail();
+  await settle();
+  transport.polls.at(-1).answer(502);
+  await settle();
+  assert.equal(ctl.mode, "stream");
+  assert.equal(ctl.state, "reconnecting");
+  await clock.advance(1000);
+  assert.equal(transport.streams.length, 2, "retried as a stream");
+});
+
+test("a check answered after reconnect() does not count", async () => {
+  const { ctl, transport } = setup({ ctl: { lastEventId: 1, badStreamsBeforePolling: 1 } });
+  ctl.connect();
+  transport.last.fail();
+  await settle();
+  const check = transport.polls.at(-1);
+  ctl.reconnect();
+  check.answer(200, [{ id: 2, type: "message.created", data: {} }]);
+  await settle();
+  assert.equal(ctl.badStreams, 0);
+  assert.equal(ctl.mode, "stream");
+  assert.equal(ctl.lastEventId, 1, "its events are not taken either: the new stream brings them");
+});
+
+test("a check answered after a stream got ready does not count", async () => {
+  const { ctl, clock, transport } = setup({ ctl: { lastEventId: 1, badStreamsBeforePolling: 1 } });
+  ctl.connect();
+  transport.last.fail();
+  await settle();
+  const check = transport.polls.at(-1);
+  await clock.advance(1000);
+  transport.last.ready(1); // the retry worked before the check came back
+  check.answer(200, []);
+  await settle();
+  assert.equal(ctl.badStreams, 0);
+  assert.equal(ctl.mode, "stream");
+  assert.equal(ctl.state, "connected");
+});
+
+test("the check poll delivers what it returns; the next stream resumes after it", async () => {
+  const { ctl, clock, transport, durable } = setup({ ctl: { lastEventId: 3, badStreamsBeforePolling: 5 } });
+  ctl.connect();
+  await failWhileServerAnswers(transport, [
+    { id: 4, type: "message.created", data: {} },
+    { id: 5, type: "message.created", data: {} },
+  ]);
+  assert.deepEqual(durable(), [4, 5]);
+  await clock.advance(1000);
+  assert.equal(transport.last.lastId, 5);
+  transport.last.ready(5);
+  transport.last.send(5);
+  transport.last.send(6);
+  assert.deepEqual(durable(), [4, 5, 6]);
+});
+
+test("polling: a poll that succeeds after failed ones tries a stream at once", async () => {
+  const { ctl, clock, transport, states, durable } = setup({ ctl: { lastEventId: 5, badStreamsBeforePolling: 1, streamRetryMs: 60000 } });
+  ctl.connect();
+  await failWhileServerAnswers(transport);
+  assert.equal(ctl.mode, "polling");
+  const streams = transport.streams.length;
+  // The server restarts: polls fail for a while.
+  transport.polls.at(-1).reject(new TypeError("Failed to fetch"));
+  await settle();
+  assert.equal(ctl.state, "reconnecting");
+  await clock.advance(1000);
+  transport.polls.at(-1).reject(new TypeError("Failed to fetch"));
+  await settle();
+  await clock.advance(2000);
+  // Back: this poll gets through, with what was written meanwhile.
+  const polls = transport.polls.length;
+  transport.polls.at(-1).answer(200, [{ id: 6, type: "message.created", data: {} }]);
+  await settle();
+  assert.deepEqual(durable(), [6]);
+  assert.equal(transport.streams.length, streams + 1, "a stream at once, not after streamRetryMs");
+  assert.equal(transport.last.lastId, 6);
+  assert.equal(transport.polls.length, polls, "no long-poll beside the trial stream");
+  transport.last.ready(6);
+  assert.equal(ctl.state, "connected");
+  assert.equal(ctl.mode, "stream");
+  assert.ok(!states.slice(states.lastIndexOf("reconnecting")).includes("polling"), `no polling between the outage and the stream: ${states}`);
+});
+
+test("polling: a poll that succeeds after failures in a network that blocks streams goes back to polling", async () => {
+  const { ctl, clock, transport } = setup({ ctl: { lastEventId: 5, badStreamsBeforePolling: 1, streamRetryMs: 60000 } });
+  ctl.connect();
+  await failWhileServerAnswers(transport);
+  transport.polls.at(-1).answer(503);
+  await settle();
+  await clock.advance(1000);
+  transport.polls.at(-1).answer(200, []);
+  await settle();
+  assert.equal(transport.streams.length, 2, "the trial");
+  transport.last.fail();
+  await settle();
+  assert.equal(ctl.state, "polling");
+  assert.equal(ctl.mode, "polling");
+  const streams = transport.streams.length;
+  // Healthy polls from now on: no more trials until streamRetryMs.
+  for (let i = 0; i < 5; i++) {
+    await clock.advance(1000);
+    const p = transport.polls.at(-1);
+    if (!p.answered) p.answer(200, []);
+    await settle();
+  }
+  assert.equal(transport.streams.length, streams);
 });
 
 test("polling periodically tries streaming again and returns to it on ready", async () => {
   const { ctl, clock, transport } = setup({ ctl: { lastEventId: 5, badStreamsBeforePolling: 1, streamRetryMs: 60000 } });
   ctl.connect();
-  transport.last.fail();
+  await failWhileServerAnswers(transport);
   assert.equal(ctl.state, "polling");
   const streamsBefore = transport.streams.length;
   // Keep the long-poll answering empty after its wait.
@@ -188,7 +362,7 @@ test("polling periodically tries streaming again and returns to it on ready", as
 test("a failed trial stream goes back to polling (not to backoff)", async () => {
   const { ctl, clock, transport } = setup({ ctl: { lastEventId: 5, badStreamsBeforePolling: 1, streamRetryMs: 10000 } });
   ctl.connect();
-  transport.last.fail();
+  await failWhileServerAnswers(transport);
   await clock.advance(10000);
   const polls = transport.polls.length;
   transport.last.fail();
@@ -200,17 +374,23 @@ test("a failed trial stream goes back to polling (not to backoff)", async () => 
 });
 
 test("poll failures back off and give up after maxFailures; 401 on poll expires the session", async () => {
-  const { ctl, clock, transport, events } = setup({ ctl: { lastEventId: 1, badStreamsBeforePolling: 1, maxFailures: 2 } });
+  const { ctl, clock, transport, events } = setup({ ctl: { lastEventId: 1, badStreamsBeforePolling: 1, maxFailures: 2, streamRetryMs: 600000 } });
   ctl.connect();
-  transport.last.fail();
-  transport.polls[0].answer(503);
+  await failWhileServerAnswers(transport);
+  transport.polls[1].answer(503);
   await settle();
   assert.equal(ctl.state, "reconnecting");
   await clock.advance(1000);
-  assert.equal(transport.polls.length, 2);
-  transport.polls[1].answer(200, []);
+  assert.equal(transport.polls.length, 3);
+  transport.polls[2].answer(200, []);
   await settle();
-  assert.equal(ctl.state, "polling", "a good poll clears the failure count");
+  assert.equal(ctl.failures, 0, "a good poll clears the failure count");
+  // ...and, after failures, tries a stream; here streams still fail.
+  transport.last.fail();
+  await settle();
+  assert.equal(ctl.state, "polling");
+  transport.polls.at(-1).answer(200, []);
+  await settle();
   await clock.advance(1000); // empty answer came back at once: minimum poll interval
   transport.polls.at(-1).answer(401);
   await settle();
@@ -223,6 +403,7 @@ test("a polling client without a resume point starts from the head", async () =>
   const { ctl, transport, durable } = setup({ ctl: { badStreamsBeforePolling: 1 } });
   ctl.connect();
   transport.last.fail();
+  await settle();
   const p = transport.polls[0];
   assert.equal(p.after, 0);
   assert.equal(p.wait, 0);
@@ -230,6 +411,7 @@ test("a polling client without a resume point starts from the head", async () =>
   await settle();
   assert.deepEqual(durable(), [], "history before the head is not replayed");
   assert.equal(ctl.lastEventId, 30);
+  assert.equal(ctl.mode, "polling", "the head poll was the check: the server answers");
   assert.equal(transport.polls[1].after, 30);
 });
 
@@ -376,14 +558,15 @@ test("a stream failing before ready, with no resume point, takes the head by pol
 test("a poll answering reset (position outside the log) emits reset and continues from its last_id", async () => {
   const { ctl, transport, events } = setup({ ctl: { lastEventId: 900, badStreamsBeforePolling: 1 } });
   ctl.connect();
-  transport.last.fail();
-  assert.equal(transport.polls[0].after, 900);
-  transport.polls[0].resolve({ status: 200, events: [], last_id: 40, reset: { reason: "history_expired", last_id: 40 } });
+  await failWhileServerAnswers(transport);
+  const poll = transport.polls[1];
+  assert.equal(poll.after, 900);
+  poll.resolve({ status: 200, events: [], last_id: 40, reset: { reason: "history_expired", last_id: 40 } });
   await settle();
   assert.equal(ctl.lastEventId, 40);
   const reset = events.find((e) => e.type === "reset");
   assert.deepEqual(reset.data, { reason: "history_expired", last_id: 40 });
-  assert.equal(transport.polls[1].after, 40);
+  assert.equal(transport.polls[2].after, 40);
   ctl.close();
 });
 

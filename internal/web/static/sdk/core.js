@@ -806,7 +806,8 @@ function deferred() {
  *   disconnected --connect()--> connecting --ready--> connected
  *   connected/connecting --stream error--> reconnecting --(backoff)--> ... --ready--> connected
  *   any --maxFailures consecutive failures--> disconnected (until reconnect())
- *   any --badStreamsBeforePolling short-lived streams--> polling (retries streaming every streamRetryMs)
+ *   any --badStreamsBeforePolling short-lived streams, each followed by a poll that got through--> polling
+ *       (tries streaming again every streamRetryMs, and at once when a poll succeeds after failed ones)
  *   any --session.expired / 401--> disconnected (expired)
  *   any --close()--> disconnected
  */
@@ -861,6 +862,10 @@ export class ConnectionController {
     this._timers = {};
     this._pollAbort = null;
     this._gapFilling = false;
+    // Bumped by reconnect() and close(): answers to checks started before
+    // then no longer count.
+    this._epoch = 0;
+    this._readies = 0; // streams that got ready so far
   }
 
   get lastEventId() {
@@ -884,12 +889,14 @@ export class ConnectionController {
   /** Stops everything; state becomes disconnected. */
   close() {
     this._closed = true;
+    this._epoch++;
     this._teardown();
     this._setState("disconnected");
   }
 
   _restart(state) {
     this._closed = false;
+    this._epoch++;
     this._teardown();
     this.expired = false;
     this.gaveUp = false;
@@ -984,6 +991,7 @@ export class ConnectionController {
     if (type === "ready") {
       this._clear("ready");
       this._readyAt = this.clock.now();
+      this._readies++;
       this.backoff.reset();
       this.gaveUp = false;
       const data = ev.data || {};
@@ -1048,8 +1056,8 @@ export class ConnectionController {
     const hadReady = this._readyAt != null;
     const opened = this._opened;
     this._readyAt = null;
-    if (lived < 0 || lived < this.shortLivedMs) this.badStreams++;
-    else this.badStreams = 0;
+    const short = lived < 0 || lived < this.shortLivedMs;
+    if (!short) this.badStreams = 0;
 
     if (!hadReady && !opened && this.transport.probe) this._probeAuth();
 
@@ -1069,9 +1077,54 @@ export class ConnectionController {
       this._setState("disconnected");
       return;
     }
-    if (this.seq.lastId == null && this.transport.poll) this._fetchBaseline();
     this._setState("reconnecting");
     this._timer("retry", delay, () => this._openStream());
+    if (short && this.allowPolling) this._countIfServerAnswers();
+    else if (this.seq.lastId == null && this.transport.poll) this._fetchBaseline();
+  }
+
+  /**
+   * A stream failed early. Whether that says anything about streams depends
+   * on whether the server is there: a network or proxy that blocks streams
+   * lets a poll through, while a server that is down (restarting, say)
+   * answers neither. So the failure counts toward the poll fallback only
+   * once a poll (wait=0) gets a 200; a refused, failed or 5xx poll leaves it
+   * out, and the stream is retried with the usual backoff, so that the SDK
+   * is streaming again within one backoff delay of the server's return.
+   * The retry timer runs meanwhile: a slow answer delays nothing. Events the
+   * poll returns are delivered (the sequencer drops what a stream brings
+   * again).
+   */
+  _countIfServerAnswers() {
+    if (!this.transport.poll) return;
+    const epoch = this._epoch;
+    const readies = this._readies;
+    const after = this.seq.lastId;
+    let answered;
+    if (after == null) {
+      // No position yet: the baseline fetch is the poll, and takes the head.
+      answered = this._fetchBaseline();
+    } else {
+      answered = Promise.resolve()
+        .then(() => this.transport.poll(after, 0))
+        .then((res) => {
+          if (!res || res.status !== 200) return false;
+          if (epoch === this._epoch && this.seq.lastId === after && !res.reset && Array.isArray(res.events)) {
+            for (const e of res.events) this._ingest(normalizePolled(e));
+          }
+          return true;
+        });
+    }
+    answered
+      .then((ok) => {
+        // A stream that got ready since makes this failure history.
+        if (!ok || epoch !== this._epoch || readies !== this._readies || this.mode !== "stream") return;
+        this.badStreams++;
+        // Waiting to retry with enough evidence that streams do not get
+        // through: poll now rather than try another stream.
+        if (this.badStreams >= this.badStreamsBeforePolling && this._timers.retry != null) this._startPolling();
+      })
+      .catch(() => {});
   }
 
   /** After a stream failed before opening, find out whether it was a 401. */
@@ -1095,16 +1148,17 @@ export class ConnectionController {
    * happens in between is lost.
    */
   _fetchBaseline() {
-    if (this._baselining) return;
+    if (this._baselining) return Promise.resolve(false);
     this._baselining = true;
-    this._pollHead()
+    return this._pollHead()
       .then((head) => {
         if (head != null && this.seq.lastId == null && !this._closed) {
           this.seq.reset(head);
           this.onLastId(this.seq.lastId);
         }
+        return head != null;
       })
-      .catch(() => {})
+      .catch(() => false)
       .finally(() => {
         this._baselining = false;
       });
@@ -1275,6 +1329,11 @@ export class ConnectionController {
         return;
       }
       if (res && res.status === 200) {
+        // Polls failing and then one getting through is a server that
+        // was down and is back, not a change in the network: streams may
+        // well work now, so try one at once rather than at the next
+        // streamRetryMs.
+        const recovered = this.backoff.failures > 0;
         this.backoff.reset();
         if (res.baseline != null) {
           this.seq.reset(res.baseline);
@@ -1294,6 +1353,10 @@ export class ConnectionController {
             // Polls return a contiguous range; anything held is stale.
             for (const x of this.seq.flush()) this._deliver(x);
           }
+        }
+        if (recovered) {
+          this._tryStreamFromPolling();
+          return;
         }
         this._setState("polling");
         const took = this.clock.now() - started;

@@ -195,11 +195,15 @@ export interface ParleyOptions {
   readyTimeoutMs?: number;
   /** A stream closing sooner than this after ready counts as short-lived (default 5000). */
   shortLivedMs?: number;
-  /** Short-lived or unready streams in a row before long-polling (default 3). */
+  /**
+   * Short-lived or unready streams in a row before long-polling (default 3).
+   * A failure counts only when a poll right after it gets through: a server
+   * that is down is not a network that blocks streams.
+   */
   badStreamsBeforePolling?: number;
   /** Allow the long-poll fallback (default true). */
   polling?: boolean;
-  /** While polling, try streaming again this often (default 60000). */
+  /** While polling, try streaming again this often (default 60000), and at once when a poll succeeds after failed ones. */
   streamRetryMs?: number;
   pollWaitSec?: number; // 25
   gapTimeoutMs?: number; // 3000
