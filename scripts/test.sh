@@ -43,3 +43,6 @@ bin_dir=$(mktemp -d)
 trap 'rm -rf "$bin_dir"' EXIT
 go build -o "$bin_dir/parley" ./cmd/parley
 (cd examples/node-backend && npm ci --no-audit --no-fund --loglevel=error && PARLEY_BIN="$bin_dir/parley" npm test --silent)
+
+echo "== docker compose smoke test (deploy/)"
+./deploy/smoke.sh

@@ -83,8 +83,9 @@ func (r *Registration) Validate() error {
 	return nil
 }
 
-// Register creates an account and logs it in.
-func (s *Service) Register(ctx context.Context, r Registration) (*Grant, error) {
+// NewUser checks a registration and returns the user it makes, with its
+// password hashed, for the caller to store with tx.CreateUser.
+func (s *Service) NewUser(r Registration) (*parley.User, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
@@ -96,7 +97,15 @@ func (s *Service) Register(ctx context.Context, r Registration) (*Grant, error) 
 	if name == "" {
 		name = r.Username
 	}
-	u := &parley.User{ID: parley.NewID("u"), Username: &r.Username, DisplayName: name, Role: r.Role, PasswordHash: hash, CreatedAt: store.Now()}
+	return &parley.User{ID: parley.NewID("u"), Username: &r.Username, DisplayName: name, Role: r.Role, PasswordHash: hash, CreatedAt: store.Now()}, nil
+}
+
+// Register creates an account and logs it in.
+func (s *Service) Register(ctx context.Context, r Registration) (*Grant, error) {
+	u, err := s.NewUser(r)
+	if err != nil {
+		return nil, err
+	}
 	var g *Grant
 	err = s.Store.Update(ctx, func(tx *store.Tx) error {
 		if err := tx.CreateUser(u); err != nil {

@@ -3,10 +3,12 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -68,6 +70,10 @@ type Config struct {
 	// offline a grace period later unless they reconnected elsewhere; 15s.
 	// Every node of a cluster must use the same value.
 	PresenceLease time.Duration
+
+	// Demo seeds an empty database with two accounts and a conversation
+	// between them at start; a database with users refuses it. false.
+	Demo bool
 }
 
 // Registration settings.
@@ -76,7 +82,7 @@ const (
 	RegistrationClosed = "closed"
 )
 
-// Default returns the documented defaults of SPEC §7.
+// Default returns the documented defaults.
 func Default() Config {
 	return Config{
 		Addr:              "127.0.0.1:8080",
@@ -109,10 +115,59 @@ func Default() Config {
 
 // Parse fills a Config from args and the environment. A flag wins over its
 // PARLEY_* variable, which wins over the default.
-func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+//
+// -h or --help writes the flags, with their variables and defaults, to usage
+// and returns flag.ErrHelp. Every other error names the flag or variable at
+// fault.
+func Parse(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
 	c := Default()
+	fs := flagSet(&c)
+	// A bad value is reported by the setting that carries it, in the form
+	// it was given: the flag's own error names neither.
+	var bad error
+	fs.VisitAll(func(f *flag.Flag) { f.Value = &checked{Value: f.Value, name: f.Name, bad: &bad} })
+
+	// Environment variables are applied as if given first, so flags override them.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(EnvName(f.Name)); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s: %w", EnvName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	bad = nil
+	if err := fs.Parse(args); err != nil {
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			if usage != nil {
+				writeFlags(usage, fs)
+			}
+			return c, err
+		case bad != nil:
+			return c, bad
+		}
+		// Unknown flags and missing values: the flag package's message
+		// names the flag already.
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q (settings are flags: --name=value)", fs.Arg(0))
+	}
+	return c, c.Validate()
+}
+
+// flagSet registers every setting of c as a flag. Its PARLEY_* variable is
+// derived from the flag's name (EnvName).
+func flagSet(c *Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("parley serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// Parse reports errors itself and help is written by writeFlags, so the
+	// flag package writes nothing.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded database and generated secret")
@@ -149,58 +204,41 @@ func Parse(args []string, getenv func(string) string, stderr io.Writer) (Config,
 	fs.StringVar(&c.AuthDefaultRole, "auth-default-role", c.AuthDefaultRole, "role of the app's users whose token has no role claim")
 	fs.StringVar(&c.Registration, "registration", c.Registration, "open, or closed to refuse POST /api/auth/register")
 	fs.DurationVar(&c.PresenceLease, "presence-lease", c.PresenceLease, "with several nodes, how long a node's presence counts outlive it unless renewed")
-
-	// Environment variables are applied as if given first, so flags override them.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "PARLEY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
-	}
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	return c, c.Validate()
+	fs.BoolVar(&c.Demo, "demo", c.Demo, "on an empty database, create a professional and a client with a conversation, and print how to sign in")
+	return fs
 }
 
 // Validate rejects settings the server cannot run with.
 func (c *Config) Validate() error {
 	switch {
 	case c.Heartbeat <= 0:
-		return fmt.Errorf("heartbeat must be positive")
+		return fmt.Errorf("heartbeat (--heartbeat, PARLEY_HEARTBEAT) must be positive")
 	case c.IdleTimeout < 0:
-		return fmt.Errorf("idle-timeout must not be negative")
+		return fmt.Errorf("idle-timeout (--idle-timeout, PARLEY_IDLE_TIMEOUT) must not be negative")
 	case c.MaxStreamsPerUser < 1:
-		return fmt.Errorf("max-streams-per-user must be at least 1")
+		return fmt.Errorf("max-streams-per-user (--max-streams-per-user, PARLEY_MAX_STREAMS_PER_USER) must be at least 1")
 	case c.RateLimit < 0:
-		return fmt.Errorf("rate-limit must not be negative")
+		return fmt.Errorf("rate-limit (--rate-limit, PARLEY_RATE_LIMIT) must not be negative")
 	case c.RetentionEvents < 0 || c.RetentionAge < 0:
-		return fmt.Errorf("retention bounds must not be negative")
+		return fmt.Errorf("retention bounds (--retention-events, --retention-age) must not be negative")
 	case c.PasswordCost < 4 || c.PasswordCost > 31:
-		return fmt.Errorf("password-cost must be within 4..31")
+		return fmt.Errorf("password-cost (--password-cost, PARLEY_PASSWORD_COST) must be within 4..31")
 	case c.PresenceLease < 300*time.Millisecond:
-		return fmt.Errorf("presence-lease must be at least 300ms")
+		return fmt.Errorf("presence-lease (--presence-lease, PARLEY_PRESENCE_LEASE) must be at least 300ms")
 	case c.StreamBuffer < 1:
-		return fmt.Errorf("stream-buffer must be at least 1")
+		return fmt.Errorf("stream-buffer (--stream-buffer, PARLEY_STREAM_BUFFER) must be at least 1")
 	case c.BodyLimit < 1024 || c.PublishBodyLimit < 1024:
-		return fmt.Errorf("body limits must be at least 1 KiB")
+		return fmt.Errorf("body limits (--body-limit, --publish-body-limit) must be at least 1 KiB")
+	case !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.LogLevel)):
+		return fmt.Errorf("log-level (--log-level, PARLEY_LOG_LEVEL) must be debug, info, warn or error, not %q", c.LogLevel)
 	case c.Registration != RegistrationOpen && c.Registration != RegistrationClosed:
-		return fmt.Errorf("registration must be open or closed")
+		return fmt.Errorf("registration (--registration, PARLEY_REGISTRATION) must be open or closed")
 	case c.AuthDefaultRole != "client" && c.AuthDefaultRole != "professional":
-		return fmt.Errorf("auth-default-role must be client or professional")
+		return fmt.Errorf("auth-default-role (--auth-default-role, PARLEY_AUTH_DEFAULT_ROLE) must be client or professional")
 	case c.AuthSecret != "" && len(c.AuthSecret) < 32:
 		// HS256 keys shorter than the hash are guessable offline from
 		// any one token.
-		return fmt.Errorf("auth-secret must be at least 32 characters")
+		return fmt.Errorf("auth-secret (--auth-secret, PARLEY_AUTH_SECRET) must be at least 32 characters")
 	case c.AuthSecret != "" && c.AuthSecret == c.JWTSecret:
 		// A token verifying with Parley's secret is Parley's (SPEC §9.1):
 		// with one secret for both, the app's tokens would never be its.
@@ -214,8 +252,109 @@ func (c *Config) Validate() error {
 }
 
 // FromEnv is Parse with the process environment.
-func FromEnv(args []string, stderr io.Writer) (Config, error) {
-	return Parse(args, os.Getenv, stderr)
+func FromEnv(args []string, usage io.Writer) (Config, error) {
+	return Parse(args, os.Getenv, usage)
+}
+
+// EnvName is the PARLEY_* variable of a flag: PARLEY_ and the flag's name in
+// capitals with - as _ (idle-timeout: PARLEY_IDLE_TIMEOUT).
+func EnvName(flagName string) string {
+	return "PARLEY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// WriteFlags writes every setting to w as --help shows it: the flag, its
+// variable, what it does and its default.
+func WriteFlags(w io.Writer) {
+	c := Default()
+	writeFlags(w, flagSet(&c))
+}
+
+func writeFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "--" + f.Name
+		if k := kind(f.Value); k != "boolean" {
+			name += " " + k
+		}
+		def := ""
+		switch {
+		case f.DefValue == "" || f.DefValue == "[]":
+			// no default worth printing
+		case kind(f.Value) == "boolean" && f.DefValue == "false":
+		case kind(f.Value) == "duration":
+			def = " (default " + shortDuration(f.DefValue) + ")"
+		default:
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  %s  %s\n      %s%s\n", name, EnvName(f.Name), f.Usage, def)
+	})
+}
+
+// checked wraps a flag's value so that a bad value is reported as what the
+// setting wants ("invalid duration"), and, when given as a flag, by the
+// flag's name; the flag package only says "parse error".
+type checked struct {
+	flag.Value
+	name string
+	bad  *error // where a flag's error is kept for Parse
+}
+
+func (v *checked) Set(s string) error {
+	if err := v.Value.Set(s); err != nil {
+		err = fmt.Errorf("invalid %s %q%s", kind(v.Value), s, hint(kind(v.Value)))
+		*v.bad = fmt.Errorf("--%s: %w", v.name, err)
+		return err
+	}
+	return nil
+}
+
+// IsBoolFlag keeps boolean flags usable without a value (--pprof).
+func (v *checked) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// kind names what a flag's value must be.
+func kind(v flag.Value) string {
+	if c, ok := v.(*checked); ok {
+		v = c.Value
+	}
+	g, ok := v.(flag.Getter)
+	if !ok {
+		return "list" // the comma-separated settings, made with fs.Func
+	}
+	switch g.Get().(type) {
+	case time.Duration:
+		return "duration"
+	case bool:
+		return "boolean"
+	case int, int64, uint, uint64:
+		return "integer"
+	case float64:
+		return "number"
+	}
+	return "string"
+}
+
+// shortDuration drops the zero units time.Duration.String keeps: 5m0s is
+// written 5m, 720h0m0s 720h.
+func shortDuration(s string) string {
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+func hint(kind string) string {
+	switch kind {
+	case "duration":
+		return " (a number with a unit: 30s, 5m, 1h30m)"
+	case "boolean":
+		return " (true or false)"
+	}
+	return ""
 }
 
 func listInto(dst *[]string) func(string) error {

@@ -226,12 +226,26 @@ func (s *Server) Start() error {
 			s.log.Error("serve", "err", err)
 		}
 	}()
-	s.log.Info("parley listening", "addr", ln.Addr().String(), "url", "http://"+ln.Addr().String()+"/")
+	s.log.Info("parley listening", "addr", ln.Addr().String(), "url", s.URL())
 	return nil
 }
 
 // Addr is the address the node listens on, once started.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL is where a browser on this machine reaches the node, once started. A
+// node listening on every interface (0.0.0.0, ::) is shown at 127.0.0.1:
+// browsers treat loopback as a secure context, which calls need.
+func (s *Server) URL() string {
+	host, port, err := net.SplitHostPort(s.Addr())
+	if err != nil {
+		return "http://" + s.Addr() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
 
 // Shutdown stops accepting, tells every stream to reconnect, waits for
 // requests in flight and closes the store.
@@ -258,6 +272,11 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.Start(); err != nil {
 		return err
 	}
+	return s.Wait(ctx)
+}
+
+// Wait serves, once started, until ctx ends, then shuts the node down.
+func (s *Server) Wait(ctx context.Context) error {
 	<-ctx.Done()
 	s.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
