@@ -5,8 +5,8 @@
 // tsvector with a GIN index), but neither tokenizes or folds text here: Go
 // does, once, the same way for both. Words are runs of letters, digits and
 // spacing marks after NFKD decomposition, with non-spacing marks (accents)
-// dropped and letters lower-cased, so "Café", "CAFE" and "cafe" are one
-// word in either store. Doing it in Go, rather than with PostgreSQL's
+// dropped and letters case-folded, so "Café", "CAFE" and "cafe" (and
+// "Straße" and "strasse") are one word in either store. Doing it in Go, rather than with PostgreSQL's
 // unaccent (an extension a managed database may not offer) or FTS5's
 // remove_diacritics (whose folding tables differ from PostgreSQL's), makes
 // the two stores find exactly the same messages, and keeps a query's words
@@ -18,6 +18,7 @@ import (
 	"strings"
 	"unicode"
 
+	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -39,11 +40,14 @@ const (
 func Words(s string) []string {
 	var out []string
 	seen := map[string]bool{}
+	// Full Unicode case folding; a Caser keeps state, so one per call.
+	fold := cases.Fold()
 	var b strings.Builder
 	n := 0
 	flush := func() {
 		if b.Len() > 0 {
-			w := b.String()
+			// Full case folding on top of ToLower: ß and ss are one word.
+			w := cutRunes(fold.String(b.String()), MaxWordRunes)
 			if !seen[w] {
 				seen[w] = true
 				out = append(out, w)
@@ -68,6 +72,16 @@ func Words(s string) []string {
 	}
 	flush()
 	return out
+}
+
+func cutRunes(s string, n int) string {
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
+	}
+	return s
 }
 
 // IndexText is what the SQLite index is given for a message body: its words
