@@ -91,7 +91,8 @@ func TestAttachmentServedByItsBytes(t *testing.T) {
 // TestAttachmentLimits: an upload of exactly the limit is taken, one byte
 // more is 413 (declared by Content-Length or found while reading a chunked
 // body), and a declared 1 GiB is refused before the server reads it: the
-// client has sent a small part when the answer comes. The general JSON
+// client has sent a small part when the answer comes, whether the size was
+// declared or the body is chunked. The general JSON
 // body limit (128 KiB) does not apply to uploads.
 func TestAttachmentLimits(t *testing.T) {
 	const limit = 300 << 10 // above the 128 KiB body limit
@@ -113,24 +114,29 @@ func TestAttachmentLimits(t *testing.T) {
 	}
 
 	const huge = 1 << 30
-	var sent atomic.Int64
-	req := newRequest(t, p.n, "POST", "/api/conversations/"+p.conv+"/attachments?name=huge.bin",
-		io.Reader(&countingReader{r: endless('x'), n: &sent, max: huge}))
-	req.ContentLength = huge
-	req.Header.Set("Authorization", "Bearer "+p.client.Token)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := http.DefaultClient.Do(req.WithContext(ctx))
-	if err != nil {
-		t.Fatalf("huge upload: %v (after %d bytes)", err, sent.Load())
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if res.StatusCode != http.StatusRequestEntityTooLarge {
-		t.Fatalf("huge upload: %d %s", res.StatusCode, b)
-	}
-	if got := sent.Load(); got > 64<<20 {
-		t.Fatalf("client had sent %d bytes of a declared 1 GiB when the 413 came", got)
+	for _, declared := range []bool{true, false} {
+		var sent atomic.Int64
+		req := newRequest(t, p.n, "POST", "/api/conversations/"+p.conv+"/attachments?name=huge.bin",
+			io.Reader(&countingReader{r: endless('x'), n: &sent, max: huge}))
+		if declared {
+			req.ContentLength = huge
+		}
+		req.Header.Set("Authorization", "Bearer "+p.client.Token)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := http.DefaultClient.Do(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			t.Fatalf("huge upload (declared %v): %v (after %d bytes)", declared, err, sent.Load())
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		cancel()
+		if res.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("huge upload (declared %v): %d %s", declared, res.StatusCode, b)
+		}
+		if got := sent.Load(); got > 64<<20 {
+			t.Fatalf("client had sent %d bytes of 1 GiB (declared %v) when the 413 came", got, declared)
+		}
 	}
 
 	// An empty file is refused; so is an upload to a conversation the

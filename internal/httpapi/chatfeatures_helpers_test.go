@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite"
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/servertest"
@@ -104,6 +106,22 @@ func sqlDB(t *testing.T, n *servertest.Node) *sql.DB {
 	t.Helper()
 	if !strings.HasPrefix(n.Config.DatabaseURL, "postgres") {
 		return nil
+	}
+	return openDB(t, n)
+}
+
+// openDB opens the node's database to look at what it keeps: PostgreSQL,
+// or the embedded database read-only (WAL lets a reader in beside the
+// server).
+func openDB(t *testing.T, n *servertest.Node) *sql.DB {
+	t.Helper()
+	if !strings.HasPrefix(n.Config.DatabaseURL, "postgres") {
+		db, err := sql.Open("sqlite", "file:"+filepath.Join(n.Config.DataDir, "parley.db")+"?mode=ro")
+		if err != nil {
+			t.Fatalf("open database: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
 	}
 	u, err := url.Parse(n.Config.DatabaseURL)
 	if err != nil {

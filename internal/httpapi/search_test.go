@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -116,6 +117,20 @@ func TestSearchNeverFindsRemovedText(t *testing.T) {
 		if got := found(p.search(t, u, "never mind", "")); !slices.Equal(got, []string{"oops, never mind"}) {
 			t.Fatalf("edited text: %q", got)
 		}
+	}
+	// Not only unfound: gone from the index itself (it is no copy of text
+	// a deletion leaves behind).
+	db := openDB(t, p.n)
+	var n int
+	q := `SELECT COUNT(*) FROM message_fts WHERE message_fts MATCH '"influenza" OR "hunter2"'`
+	if strings.HasPrefix(p.n.Config.DatabaseURL, "postgres") {
+		q = `SELECT COUNT(*) FROM message_search WHERE words @@ 'influenza | hunter2'::tsquery`
+	}
+	if err := db.QueryRow(q).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the index still holds removed words: %d (%v)", n, err)
+	}
+	if err := db.QueryRow(fmt.Sprintf(`SELECT COUNT(*) FROM message_search WHERE message_id = '%s'`, gone.ID)).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the deleted message is still in the index: %d (%v)", n, err)
 	}
 }
 
