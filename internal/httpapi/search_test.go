@@ -211,3 +211,52 @@ func TestSearchHostileQueries(t *testing.T) {
 		t.Fatalf("limit above the maximum is served as the maximum: %+v", r)
 	}
 }
+
+// TestSearchPagesAgree: whatever plan the store picks for a search (SQLite
+// walks the matches for a user with many of the messages and a small limit,
+// and lists them otherwise), a smaller limit answers the first results of a
+// larger one, newest first, edited messages in their place, deleted ones
+// nowhere, and has_more says whether more were left.
+func TestSearchPagesAgree(t *testing.T) {
+	p := newConvPair(t)
+	var ids []string
+	for i := range 30 {
+		body := fmt.Sprintf("lease note %d", i)
+		if i%3 == 0 {
+			body = fmt.Sprintf("other topic %d", i)
+		}
+		ids = append(ids, p.say(t, []servertest.User{p.client, p.pro}[i%2], p.conv, body).ID)
+	}
+	edit := func(id, body string) {
+		t.Helper()
+		who := p.client
+		if slices.Index(ids, id)%2 == 1 {
+			who = p.pro
+		}
+		if res := p.n.Do(t, "PATCH", "/api/messages/"+id, who.Token, map[string]any{"body": body}, nil); res.StatusCode != http.StatusOK {
+			t.Fatalf("edit: %d %s", res.StatusCode, res.Body)
+		}
+	}
+	edit(ids[4], "lease note 4, edited")
+	edit(ids[3], "lease now too")
+	if res := p.n.Do(t, "DELETE", "/api/messages/"+ids[28], p.client.Token, nil, nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("delete: %d", res.StatusCode)
+	}
+	all := p.search(t, p.pro, "lease", "&limit=100")
+	if len(all.Messages) != 20 || all.HasMore {
+		t.Fatalf("lease: %d results (has_more %v), want 20", len(all.Messages), all.HasMore)
+	}
+	for i := 1; i < len(all.Messages); i++ {
+		if all.Messages[i-1].Seq <= all.Messages[i].Seq {
+			t.Fatalf("not newest first: seq %d before %d", all.Messages[i-1].Seq, all.Messages[i].Seq)
+		}
+	}
+	for _, limit := range []int{1, 2, 5, 19, 20} {
+		for _, u := range []servertest.User{p.pro, p.client} {
+			page := p.search(t, u, "lease", fmt.Sprintf("&limit=%d", limit))
+			if !slices.Equal(found(page), found(all)[:limit]) || page.HasMore != (limit < 20) {
+				t.Fatalf("limit %d: %q (has_more %v), want %q", limit, found(page), page.HasMore, found(all)[:limit])
+			}
+		}
+	}
+}

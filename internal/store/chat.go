@@ -344,10 +344,7 @@ func (tx *Tx) EditMessage(id, body string, at time.Time) error {
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return err
 	}
-	if err := tx.unindexMessage(id); err != nil {
-		return err
-	}
-	return tx.indexMessage(id, body)
+	return tx.reindexMessage(id, body)
 }
 
 // DeleteMessage turns the message into a tombstone: it keeps its seq and
