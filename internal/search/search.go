@@ -17,6 +17,7 @@ package search
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
@@ -38,8 +39,10 @@ const (
 // Words returns the distinct normalised words of s in the order they first
 // appear.
 func Words(s string) []string {
-	var out []string
-	seen := map[string]bool{}
+	if isASCII(s) {
+		return asciiWords(s)
+	}
+	var ws wordSet
 	// Full Unicode case folding; a Caser keeps state, so one per call.
 	fold := cases.Fold()
 	var b strings.Builder
@@ -47,11 +50,7 @@ func Words(s string) []string {
 	flush := func() {
 		if b.Len() > 0 {
 			// Full case folding on top of ToLower: ß and ss are one word.
-			w := cutRunes(fold.String(b.String()), MaxWordRunes)
-			if !seen[w] {
-				seen[w] = true
-				out = append(out, w)
-			}
+			ws.add(cutRunes(fold.String(b.String()), MaxWordRunes))
 			b.Reset()
 		}
 		n = 0
@@ -71,7 +70,65 @@ func Words(s string) []string {
 		}
 	}
 	flush()
-	return out
+	return ws.out
+}
+
+// asciiWords is Words for ASCII text, which NFKD and case folding leave as
+// it is but for upper case: the common case of every send, without their
+// allocations.
+func asciiWords(s string) []string {
+	var ws wordSet
+	lower := strings.ToLower(s) // one allocation, none if already lower
+	start := -1
+	for i := 0; i <= len(lower); i++ {
+		word := i < len(lower) && (lower[i] >= 'a' && lower[i] <= 'z' || lower[i] >= '0' && lower[i] <= '9')
+		switch {
+		case word && start < 0:
+			start = i
+		case !word && start >= 0:
+			ws.add(lower[start:min(i, start+MaxWordRunes)])
+			start = -1
+		}
+	}
+	return ws.out
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// wordSet collects distinct words in order: a linear scan while they are
+// few (a message has a few dozen), a map beyond.
+type wordSet struct {
+	out  []string
+	seen map[string]bool
+}
+
+func (ws *wordSet) add(w string) {
+	if ws.seen != nil {
+		if !ws.seen[w] {
+			ws.seen[w] = true
+			ws.out = append(ws.out, w)
+		}
+		return
+	}
+	for _, x := range ws.out {
+		if x == w {
+			return
+		}
+	}
+	ws.out = append(ws.out, w)
+	if len(ws.out) == 32 {
+		ws.seen = make(map[string]bool, 64)
+		for _, x := range ws.out {
+			ws.seen[x] = true
+		}
+	}
 }
 
 func cutRunes(s string, n int) string {

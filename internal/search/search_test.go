@@ -2,6 +2,7 @@ package search_test
 
 import (
 	"database/sql"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -31,6 +32,16 @@ func TestWords(t *testing.T) {
 	for in, want := range cases {
 		if got := search.Words(in); !slices.Equal(got, want) {
 			t.Errorf("Words(%q) = %q, want %q", in, got, want)
+		}
+	}
+	var many []string
+	for i := range 100 {
+		many = append(many, fmt.Sprintf("w%d", i%70))
+	}
+	for _, text := range []string{strings.Join(many, " "), strings.Join(many, " ") + " é"} {
+		got := search.Words(text)
+		if len(got) < 70 || got[0] != "w0" || got[69] != "w69" || slices.Index(got[1:], "w0") >= 0 {
+			t.Fatalf("70 distinct words, 30 repeated: %d words %q…", len(got), got[:3])
 		}
 	}
 	long := strings.Repeat("é", 100)
@@ -75,6 +86,11 @@ func FuzzQuery(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, q string) {
 		words := search.Words(q)
+		// ASCII text takes a shortcut; a non-ASCII separator (NBSP) forces
+		// the general path, which must agree.
+		if general := search.Words(q + "\u00a0"); !slices.Equal(words, general) {
+			t.Fatalf("Words(%q) = %q, but with a trailing NBSP %q", q, words, general)
+		}
 		for _, w := range words {
 			if w == "" || utf8.RuneCountInString(w) > search.MaxWordRunes || !utf8.ValidString(w) {
 				t.Fatalf("word %q of %q", w, q)
