@@ -38,8 +38,8 @@ func setup(t *testing.T) (st store.Store, svc *attach.Service, dir string, user,
 	if svc, err = attach.New(st, dir, 1<<20, nil); err != nil {
 		t.Fatal(err)
 	}
-	c := &parley.User{ID: parley.NewID("u"), Username: "c" + parley.NewID("")[1:9], Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
-	p := &parley.User{ID: parley.NewID("u"), Username: "p" + parley.NewID("")[1:9], Role: parley.RoleProfessional, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+	c := &parley.User{ID: parley.NewID("u"), Username: ptr("c" + parley.NewID("")[1:9]), Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+	p := &parley.User{ID: parley.NewID("u"), Username: ptr("p" + parley.NewID("")[1:9]), Role: parley.RoleProfessional, PasswordHash: []byte("x"), CreatedAt: store.Now()}
 	conv = parley.NewID("conv")
 	err = st.Update(ctx, func(tx *store.Tx) error {
 		if err := tx.CreateUser(c); err != nil {
@@ -201,3 +201,5 @@ func TestContentType(t *testing.T) {
 		}
 	}
 }
+
+func ptr(s string) *string { return &s }

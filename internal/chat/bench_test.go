@@ -46,14 +46,14 @@ func benchConversations(b *testing.B, st store.Store, n int) [][2]string {
 		pros := make([]string, 10)
 		for i := range pros {
 			pros[i] = parley.NewID("u")
-			u := &parley.User{ID: pros[i], Username: fmt.Sprintf("pro%d", i), Role: parley.RoleProfessional, PasswordHash: []byte("x"), CreatedAt: time.Now()}
+			u := &parley.User{ID: pros[i], Username: ptr(fmt.Sprintf("pro%d", i)), Role: parley.RoleProfessional, PasswordHash: []byte("x"), CreatedAt: time.Now()}
 			if err := tx.CreateUser(u); err != nil {
 				return err
 			}
 		}
 		for i := range out {
 			c := parley.NewID("u")
-			u := &parley.User{ID: c, Username: fmt.Sprintf("client%d", i), Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
+			u := &parley.User{ID: c, Username: ptr(fmt.Sprintf("client%d", i)), Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: time.Now()}
 			if err := tx.CreateUser(u); err != nil {
 				return err
 			}
@@ -92,3 +92,5 @@ func BenchmarkSend(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sends/s")
 }
+
+func ptr(s string) *string { return &s }

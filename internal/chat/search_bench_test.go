@@ -40,7 +40,7 @@ func BenchmarkSearch(b *testing.B) {
 				if err != nil {
 					return err
 				}
-				m := &parley.Message{ID: parley.NewID("msg"), ConversationID: c[0], Seq: seq, SenderID: c[1],
+				m := &parley.Message{ID: parley.NewID("msg"), ConversationID: c[0], Seq: seq, SenderID: ptr(c[1]),
 					Body: strings.Join(words, " "), CreatedAt: parley.T(now)}
 				if err := tx.InsertMessage(m); err != nil {
 					return err
