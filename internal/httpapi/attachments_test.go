@@ -15,6 +15,7 @@ import (
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/config"
+	"github.com/parley-chat/parley/internal/servertest"
 )
 
 // TestAttachmentServedByItsBytes: what decides how a file is served is its
@@ -338,5 +339,42 @@ func TestAttachmentRange(t *testing.T) {
 	res := send(t, req)
 	if res.StatusCode != http.StatusPartialContent || string(res.Body) != "234" {
 		t.Fatalf("range: %d %q", res.StatusCode, res.Body)
+	}
+}
+
+// TestErasureDeletesAttachments: erasing an app's user (DELETE
+// /api/server/users/{external_id}) tombstones their messages through the
+// one delete path, so their files go too: 404 to the peer, gone from the
+// store.
+func TestErasureDeletesAttachments(t *testing.T) {
+	p := newConvPair(t)
+	key := servertest.APIKey
+	if res := p.n.Do(t, "PUT", "/api/server/users/ext-erase", key, map[string]any{"display_name": "Erin", "role": "client"}, nil); res.StatusCode/100 != 2 {
+		t.Fatalf("provision: %d %s", res.StatusCode, res.Body)
+	}
+	var tok struct{ Token string }
+	if res := p.n.Do(t, "POST", "/api/server/tokens", key, map[string]any{"external_id": "ext-erase"}, &tok); res.StatusCode != http.StatusCreated {
+		t.Fatalf("token: %d %s", res.StatusCode, res.Body)
+	}
+	erin := servertest.User{Token: tok.Token}
+	conv := p.open(t, erin, p.pro, "hello from an app user")
+	a := p.mustUpload(t, erin, conv, "scan.png", "image/png", pngBytes)
+	if res, _ := p.post(t, erin, conv, map[string]any{"body": "my scan", "attachment_ids": []string{a.ID}}); res.StatusCode != http.StatusCreated {
+		t.Fatalf("send: %d %s", res.StatusCode, res.Body)
+	}
+	if res := p.fetch(t, p.pro, a.ID); res.StatusCode != http.StatusOK {
+		t.Fatalf("before the erasure: %d", res.StatusCode)
+	}
+	if res := p.n.Do(t, "DELETE", "/api/server/users/ext-erase", key, nil, nil); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("erase: %d %s", res.StatusCode, res.Body)
+	}
+	wantError(t, p.fetch(t, p.pro, a.ID), http.StatusNotFound, "not_found")
+	if db := sqlDB(t, p.n); db != nil {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM attachments WHERE id = $1`, a.ID).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("attachment rows after the erasure: %d (%v)", n, err)
+		}
+	} else if _, err := os.Stat(filepath.Join(p.n.Config.DataDir, "attachments", a.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file is still on disk after the erasure: %v", err)
 	}
 }
