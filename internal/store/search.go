@@ -177,7 +177,7 @@ type SearchQuery struct {
 //
 // PostgreSQL leaves the plan to its planner (the GIN index, or the user's
 // own messages when they are few), newest by created_at. SQLite picks one of
-// two plans (BENCHMARKS.md has the figures); both order by the index's
+// two plans (docs/chat.md gives the figures); both order by the index's
 // rowids, which follow the order messages were sent (an edit keeps its row):
 //   - a user with many of the messages (a professional): walk the matches
 //     newest first and stop at q.Limit+1 of theirs, so a common word costs
