@@ -35,6 +35,8 @@ type User struct {
 	Role        string  `json:"role"`
 	Online      bool    `json:"online"`
 	LastSeen    *Time   `json:"last_seen"`
+	// Bio is the user's short self-description (at most MaxBioChars), "" when unset.
+	Bio string `json:"bio"`
 
 	PasswordHash []byte    `json:"-"`
 	CreatedAt    time.Time `json:"-"`
@@ -155,6 +157,9 @@ type Message struct {
 	CreatedAt      Time    `json:"created_at"`
 	EditedAt       *Time   `json:"edited_at"`
 	Deleted        bool    `json:"deleted"`
+	// Attachments are the files sent with the message, in the order the
+	// sender gave them; always an array on the wire, empty once deleted.
+	Attachments Attachments `json:"attachments"`
 }
 
 // SentBy reports whether userID sent the message (never for a system message).

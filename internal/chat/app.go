@@ -87,6 +87,7 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 	}
 	for {
 		var more bool
+		var files []string
 		err := s.store.Update(ctx, func(tx *store.Tx) error {
 			msgs, err := tx.LiveMessagesBy(userID, eraseChunk)
 			if err != nil {
@@ -97,11 +98,14 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 			for i, m := range msgs {
 				ids[i] = m.ID
 			}
-			_, err = Tombstone(tx, ids...)
+			_, files, err = Tombstone(tx, ids...)
 			return err
 		})
 		if err != nil {
 			return sessions, err
+		}
+		if len(files) > 0 && s.opts.Files != nil {
+			s.opts.Files.Remove(files)
 		}
 		if !more {
 			break

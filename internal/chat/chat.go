@@ -43,6 +43,16 @@ type Options struct {
 	CallTimeout time.Duration
 	// TypingThrottle is how soon a repeated typing start is forwarded again; 2.5s.
 	TypingThrottle time.Duration
+	// Files removes the stored bytes of attachments whose rows a deletion
+	// removed, once it has committed; nil when the store keeps them in the
+	// database.
+	Files Files
+}
+
+// Files is where a store that keeps attachments outside the database
+// (SQLite: files in the data dir) removes them.
+type Files interface {
+	Remove(ids []string)
 }
 
 // Limits of request fields the SPEC leaves open (see docs/chat.md).
@@ -97,6 +107,9 @@ type Message struct {
 	Body      string `json:"body"`
 	ClientID  string `json:"client_id"`
 	ReplyToID string `json:"reply_to_id"`
+	// AttachmentIDs are uploads of the sender to the conversation (at
+	// most MaxAttachments, each sent once); with any, Body may be empty.
+	AttachmentIDs []string `json:"attachment_ids"`
 }
 
 // Opening is the body of POST /api/conversations. The professional is
@@ -153,7 +166,14 @@ func validClientID(field, id string) error {
 }
 
 func (s *Service) validMessage(prefix string, m *Message) error {
-	if err := s.validBody(prefix+"body", m.Body); err != nil {
+	if err := validAttachmentIDs(prefix+"attachment_ids", m.AttachmentIDs); err != nil {
+		return err
+	}
+	if len(m.AttachmentIDs) > 0 {
+		if err := s.validOptionalBody(prefix+"body", m.Body); err != nil {
+			return err
+		}
+	} else if err := s.validBody(prefix+"body", m.Body); err != nil {
 		return err
 	}
 	if err := validClientID(prefix+"client_id", m.ClientID); err != nil {
@@ -182,6 +202,10 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 	}
 	if req.Message.ReplyToID != "" {
 		return nil, false, parley.Invalid("message.reply_to_id", "the first message cannot reply to another")
+	}
+	if len(req.Message.AttachmentIDs) > 0 {
+		// Uploads go to a conversation, which does not exist yet.
+		return nil, false, parley.Invalid("message.attachment_ids", "the first message cannot carry attachments")
 	}
 	if err := s.validMessage("message.", req.Message); err != nil {
 		return nil, false, err
@@ -295,6 +319,16 @@ func (s *Service) insertMessage(tx *store.Tx, convID string, senderID *string, m
 		id := m.ClientID
 		msg.ClientID = &id
 	}
+	if len(m.AttachmentIDs) > 0 {
+		if senderID == nil {
+			// Uploads are a participant's; a system message has no sender.
+			return nil, parley.Invalid("attachment_ids", "a system message cannot carry attachments")
+		}
+		// Before the insert, which stores the list with the message.
+		if msg.Attachments, err = tx.AttachToMessage(m.AttachmentIDs, msg.ID, convID, *senderID); err != nil {
+			return nil, err
+		}
+	}
 	if err := tx.InsertMessage(msg); err != nil {
 		return nil, err
 	}
@@ -394,9 +428,10 @@ func ownMessage(tx *store.Tx, userID, msgID string) (*parley.Message, *store.Mem
 	return m, mem, nil
 }
 
-// Edit replaces the body of the caller's own message.
+// Edit replaces the body of the caller's own message. A message with
+// attachments may be left with an empty body.
 func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley.Message, error) {
-	if err := s.validBody("body", body); err != nil {
+	if err := s.validOptionalBody("body", body); err != nil {
 		return nil, err
 	}
 	var out *parley.Message
@@ -407,6 +442,11 @@ func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley
 		}
 		if m.Deleted {
 			return parley.Errorf(parley.EConflict, "the message was deleted")
+		}
+		if len(m.Attachments) == 0 {
+			if err := s.validBody("body", body); err != nil {
+				return err
+			}
 		}
 		now := store.Now()
 		if err := tx.EditMessage(m.ID, body, now); err != nil {
@@ -419,22 +459,29 @@ func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley
 	return out, err
 }
 
-// Delete turns the caller's own message into a tombstone. Deleting a
-// tombstone again answers it without a new event.
+// Delete turns the caller's own message into a tombstone, and deletes its
+// attachments: their rows in the same transaction, their files (if the
+// store keeps files) once it has committed. Deleting a tombstone again
+// answers it without a new event.
 func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Message, error) {
 	var out *parley.Message
+	var files []string
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
+		files = nil
 		m, _, err := ownMessage(tx, userID, msgID)
 		if err != nil {
 			return err
 		}
 		out = m
-		tombs, err := Tombstone(tx, m.ID)
+		tombs, gone, err := Tombstone(tx, m.ID)
 		if err == nil && len(tombs) == 1 {
-			out = tombs[0]
+			out, files = tombs[0], gone
 		}
 		return err
 	})
+	if err == nil && len(files) > 0 && s.opts.Files != nil {
+		s.opts.Files.Remove(files)
+	}
 	return out, err
 }
 
@@ -443,14 +490,18 @@ func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Mes
 // message.deleted to both participants' logs for each, and returns the
 // tombstones. Messages already deleted are left as they are, with no
 // event. A sender's delete and an erasure (Erase) both come through here,
-// so whatever a delete redacts, an erasure redacts too.
-func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, error) {
+// so whatever a delete redacts, an erasure redacts too. That includes the
+// messages' attachments: their rows go here, and the ids of the ones whose
+// bytes are files are returned for the caller to remove (Files.Remove) once
+// tx has committed.
+func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, []string, error) {
 	var out []*parley.Message
+	var files []string
 	peers := map[string]string{}
 	for _, id := range ids {
 		m, err := tx.MessageByID(id)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if m.Deleted || m.SenderID == nil {
 			continue
@@ -459,20 +510,25 @@ func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, error) {
 		if !ok {
 			mem, err := tx.Member(m.ConversationID, *m.SenderID)
 			if err != nil {
-				return nil, fmt.Errorf("participants of %s: %w", m.ConversationID, err)
+				return nil, nil, fmt.Errorf("participants of %s: %w", m.ConversationID, err)
 			}
 			peer, peers[m.ConversationID] = mem.PeerID, mem.PeerID
 		}
 		if err := tx.DeleteMessage(m.ID); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		m.Body, m.Deleted, m.ReplyTo = "", true, nil
+		gone, err := tx.DeleteMessageAttachments(m.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		files = append(files, gone...)
+		m.Body, m.Deleted, m.ReplyTo, m.Attachments = "", true, nil, parley.Attachments{}
 		if err := tx.AppendJSON(parley.EventMessageDeleted, m, *m.SenderID, peer); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		out = append(out, m)
 	}
-	return out, nil
+	return out, files, nil
 }
 
 // Page selects a slice of a conversation's history.

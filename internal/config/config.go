@@ -3,12 +3,16 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -74,7 +78,33 @@ type Config struct {
 	// Demo seeds an empty database with two accounts and a conversation
 	// between them at start; a database with users refuses it. false.
 	Demo bool
+
+	// The chat app's files, calls and notifications (docs/chat.md).
+	MaxAttachment int64  // largest attachment upload in bytes; 10 MiB
+	ICEServers    string // calls' STUN/TURN servers: a JSON array of RTCIceServer, served in /api/config; "" = none
+	// PushServices are the hosts Web Push endpoints may point at: the push
+	// services of Chrome, Firefox, Safari and Edge by default; "*." matches
+	// subdomains, "*" any https host, an entry with a scheme (http://host:port)
+	// that exact origin; empty = no Web Push.
+	PushServices    []string
+	PushSubject     string // VAPID contact (mailto: or https:); default the project's URL
+	PushPreview     bool   // put a message's first words in its push; true
+	VAPIDPrivateKey string // base64url P-256 key; "" = generated once and kept in the database
 }
+
+// DefaultPushServices are the browsers' own push services.
+var DefaultPushServices = []string{
+	"fcm.googleapis.com",                // Chrome, Edge on Android, Opera, Brave, Samsung Internet
+	"android.googleapis.com",            // older Chrome subscriptions
+	"updates.push.services.mozilla.com", // Firefox
+	"*.push.apple.com",                  // Safari (web.push.apple.com)
+	"*.notify.windows.com",              // Edge on Windows
+}
+
+// DefaultPushSubject is the VAPID contact when none is set. Apple's push
+// service refuses placeholders (localhost, .invalid); operators should set
+// their own address.
+const DefaultPushSubject = "https://github.com/parley-chat/parley"
 
 // Registration settings.
 const (
@@ -110,6 +140,10 @@ func Default() Config {
 		Registration:      RegistrationOpen,
 		AuthJWKSRefetch:   30 * time.Second,
 		PresenceLease:     15 * time.Second,
+		MaxAttachment:     10 << 20,
+		PushServices:      append([]string(nil), DefaultPushServices...),
+		PushSubject:       DefaultPushSubject,
+		PushPreview:       true,
 	}
 }
 
@@ -205,6 +239,12 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.Registration, "registration", c.Registration, "open, or closed to refuse POST /api/auth/register")
 	fs.DurationVar(&c.PresenceLease, "presence-lease", c.PresenceLease, "with several nodes, how long a node's presence counts outlive it unless renewed")
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "on an empty database, create a professional and a client with a conversation, and print how to sign in")
+	fs.Var((*byteSize)(&c.MaxAttachment), "max-attachment", "largest attachment upload")
+	fs.StringVar(&c.ICEServers, "ice-servers", c.ICEServers, "STUN/TURN servers for calls: a JSON array of RTCIceServer objects")
+	fs.Func("push-services", "comma-separated hosts Web Push endpoints may use (*.suffix, *, http://host:port; none = no Web Push; default the browsers' push services)", pushServicesInto(&c.PushServices))
+	fs.StringVar(&c.PushSubject, "push-subject", c.PushSubject, "VAPID contact of this server's operator: mailto:… or https://…")
+	fs.BoolVar(&c.PushPreview, "push-preview", c.PushPreview, "include the first words of a message in its Web Push notification")
+	fs.StringVar(&c.VAPIDPrivateKey, "vapid-private-key", c.VAPIDPrivateKey, "Web Push key (base64url P-256); empty = generated once and kept in the database")
 	return fs
 }
 
@@ -229,6 +269,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("stream-buffer (--stream-buffer, PARLEY_STREAM_BUFFER) must be at least 1")
 	case c.BodyLimit < 1024 || c.PublishBodyLimit < 1024:
 		return fmt.Errorf("body limits (--body-limit, --publish-body-limit) must be at least 1 KiB")
+	case c.MaxAttachment < 1:
+		return fmt.Errorf("max-attachment (--max-attachment, PARLEY_MAX_ATTACHMENT) must be at least 1 byte")
+	case c.PushSubject != "" && !strings.HasPrefix(c.PushSubject, "mailto:") && !strings.HasPrefix(c.PushSubject, "https://"):
+		return fmt.Errorf("push-subject (--push-subject, PARLEY_PUSH_SUBJECT) must start with mailto: or https://")
 	case !slices.Contains([]string{"debug", "info", "warn", "error"}, strings.ToLower(c.LogLevel)):
 		return fmt.Errorf("log-level (--log-level, PARLEY_LOG_LEVEL) must be debug, info, warn or error, not %q", c.LogLevel)
 	case c.Registration != RegistrationOpen && c.Registration != RegistrationClosed:
@@ -247,6 +291,9 @@ func (c *Config) Validate() error {
 		// A generated secret is per node: a token from one node would be
 		// refused by the others.
 		return fmt.Errorf("bus: several nodes must sign tokens with one secret; set jwt-secret (PARLEY_JWT_SECRET) on every node")
+	}
+	if _, err := ParseICEServers(c.ICEServers); err != nil {
+		return err
 	}
 	return nil
 }
@@ -331,6 +378,8 @@ func kind(v flag.Value) string {
 		return "integer"
 	case float64:
 		return "number"
+	case byteSize:
+		return "size"
 	}
 	return "string"
 }
@@ -353,6 +402,8 @@ func hint(kind string) string {
 		return " (a number with a unit: 30s, 5m, 1h30m)"
 	case "boolean":
 		return " (true or false)"
+	case "size":
+		return " (bytes, or a number with KiB, MiB or GiB: 10MiB)"
 	}
 	return ""
 }
@@ -367,4 +418,121 @@ func listInto(dst *[]string) func(string) error {
 		}
 		return nil
 	}
+}
+
+// byteSize is a size in bytes, written and read with a KiB, MiB or GiB
+// suffix where one fits (10MiB), or as a plain number of bytes.
+type byteSize int64
+
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	for _, u := range sizeUnits {
+		if *b != 0 && int64(*b)%u.mult == 0 {
+			return strconv.FormatInt(int64(*b)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return errors.New("want a number of bytes, optionally with KiB, MiB or GiB")
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+// Get implements flag.Getter.
+func (b *byteSize) Get() any { return *b }
+
+// pushServicesInto is listInto where "none" means no Web Push at all (an
+// empty variable would mean "not set").
+func pushServicesInto(dst *[]string) func(string) error {
+	list := listInto(dst)
+	return func(s string) error {
+		if strings.TrimSpace(s) == "none" {
+			*dst = []string{}
+			return nil
+		}
+		return list(s)
+	}
+}
+
+// ICEServer is one RTCIceServer as WebRTC takes it.
+type ICEServer struct {
+	URLs       json.RawMessage `json:"urls"`
+	Username   *string         `json:"username,omitempty"`
+	Credential *string         `json:"credential,omitempty"`
+}
+
+// ParseICEServers checks ice-servers (a JSON array of RTCIceServer) the way
+// a browser would, so that a mistake stops the server at start with a clear
+// message instead of failing every call: each needs urls (a string or a
+// non-empty array of strings) with the stun:, stuns:, turn: or turns:
+// scheme, and a turn(s): server needs username and credential. It returns
+// the array compacted; "" is an empty array.
+func ParseICEServers(s string) (json.RawMessage, error) {
+	if strings.TrimSpace(s) == "" {
+		return json.RawMessage("[]"), nil
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("ice-servers (--ice-servers, PARLEY_ICE_SERVERS): "+format, args...)
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	var servers []ICEServer
+	if err := dec.Decode(&servers); err != nil {
+		return nil, bad("want a JSON array of {\"urls\", \"username\", \"credential\"} objects: %v", err)
+	}
+	if dec.More() {
+		return nil, bad("unexpected data after the array")
+	}
+	if servers == nil {
+		return nil, bad("want a JSON array, not null")
+	}
+	for i, srv := range servers {
+		var urls []string
+		var one string
+		if err := json.Unmarshal(srv.URLs, &one); err == nil {
+			urls = []string{one}
+		} else if err := json.Unmarshal(srv.URLs, &urls); err != nil || len(urls) == 0 {
+			return nil, bad("server %d: urls must be a string or a non-empty array of strings", i)
+		}
+		turn := false
+		for _, u := range urls {
+			scheme, _, ok := strings.Cut(u, ":")
+			switch {
+			case !ok || len(u) == len(scheme)+1:
+				return nil, bad("server %d: %q is not a STUN or TURN URL", i, u)
+			case scheme == "turn" || scheme == "turns":
+				turn = true
+			case scheme != "stun" && scheme != "stuns":
+				return nil, bad("server %d: %q must start with stun:, stuns:, turn: or turns:", i, u)
+			}
+		}
+		if turn && (srv.Username == nil || srv.Credential == nil) {
+			return nil, bad("server %d: a TURN server needs username and credential", i)
+		}
+	}
+	var out bytes.Buffer
+	if err := json.Compact(&out, []byte(s)); err != nil {
+		return nil, bad("%v", err)
+	}
+	return out.Bytes(), nil
 }

@@ -5,6 +5,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -44,7 +45,15 @@ type API struct {
 
 	limiter  *limiter
 	patterns []string
+	// configs add route groups' settings to GET /api/config.
+	configs []func(map[string]any)
+	// iceServers is Config.ICEServers parsed, for GET /api/config.
+	iceServers json.RawMessage
 }
+
+// addConfig lets a route group add its settings to GET /api/config. It is
+// called while Handler builds the routes, before anything is served.
+func (a *API) addConfig(f func(map[string]any)) { a.configs = append(a.configs, f) }
 
 // ServeMux is the route table: an http.ServeMux that also records each
 // pattern registered on it, so that the routes the server serves can be
@@ -73,6 +82,13 @@ func (a *API) Patterns() []string { return slices.Clone(a.patterns) }
 // Handler builds the HTTP handler.
 func (a *API) Handler() http.Handler {
 	a.limiter = newLimiter(a.Config.RateLimit)
+	a.configs = nil
+	// Checked when the server was built; an invalid value is served as none.
+	if ice, err := config.ParseICEServers(a.Config.ICEServers); err == nil {
+		a.iceServers = ice
+	} else {
+		a.iceServers = json.RawMessage("[]")
+	}
 	mux := &ServeMux{mux: http.NewServeMux()}
 
 	mux.HandleFunc("POST /api/auth/register", a.register)

@@ -3,6 +3,9 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -150,6 +153,17 @@ func (c *contract) do(method, path, bearer string, body, out any) *servertest.Re
 	return res
 }
 
+// raw is do for a body that is not JSON, sent with contentType.
+func (c *contract) raw(method, path, bearer, contentType string, body []byte, out any) *servertest.Response {
+	c.tb.Helper()
+	req, _ := http.NewRequest(method, c.node.URL+path, bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	res := servertest.Send(c.tb, req, out)
+	c.validate(req, body, res)
+	return res
+}
+
 var noAuth = &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}
 
 func (c *contract) validate(req *http.Request, body []byte, res *servertest.Response) {
@@ -233,6 +247,29 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.do("PATCH", "/api/messages/"+msg.ID, client.Token, map[string]any{"body": "not mine"}, nil) // 403
 	c.do("DELETE", "/api/messages/"+msg.ID, pro.Token, nil, nil)
 	c.do("PATCH", "/api/messages/"+msg.ID, pro.Token, map[string]any{"body": "deleted"}, nil) // 409
+
+	// Files, search, profile, Web Push.
+	var att struct{ ID string }
+	c.raw("POST", "/api/conversations/"+conv.ID+"/attachments?name=notes.txt", client.Token, "application/octet-stream", []byte("notes"), &att)
+	c.raw("POST", "/api/conversations/"+conv.ID+"/attachments?name=a%2Fb", client.Token, "application/octet-stream", []byte("x"), nil) // 400
+	c.raw("POST", "/api/conversations/conv_nobody/attachments?name=x", client.Token, "application/octet-stream", []byte("x"), nil)     // 404
+	c.do("POST", "/api/conversations/"+conv.ID+"/messages", client.Token, map[string]any{"body": "", "attachment_ids": []string{att.ID}}, nil)
+	c.do("GET", "/api/attachments/"+att.ID, pro.Token, nil, nil)
+	c.do("GET", "/api/attachments/att_nobody", pro.Token, nil, nil) // 404
+	c.do("GET", "/api/search?q=hello&limit=5", client.Token, nil, nil)
+	c.do("GET", "/api/search?q=%22", client.Token, nil, nil)                               // 400
+	c.do("GET", "/api/search?q=hello&conversation_id=conv_nobody", client.Token, nil, nil) // 404
+	c.do("PATCH", "/api/me", pro.Token, map[string]any{"display_name": "Dr. Pro", "bio": "GP."}, nil)
+	c.do("PATCH", "/api/me", pro.Token, map[string]any{"bio": strings.Repeat("x", 281)}, nil) // 400
+	browserKey, _ := ecdh.P256().GenerateKey(rand.Reader)
+	sub := map[string]any{"endpoint": "https://fcm.googleapis.com/fcm/send/contract", "keys": map[string]any{
+		"p256dh": base64.RawURLEncoding.EncodeToString(browserKey.PublicKey().Bytes()), "auth": base64.RawURLEncoding.EncodeToString(make([]byte, 16))}}
+	c.do("POST", "/api/push/subscription", pro.Token, sub, nil)
+	c.do("POST", "/api/push/subscription", pro.Token, sub, nil)                                                                       // 200
+	c.do("POST", "/api/push/subscription", pro.Token, map[string]any{"endpoint": "https://evil.example/x", "keys": sub["keys"]}, nil) // 400
+	c.do("GET", "/api/push/subscription", pro.Token, nil, nil)
+	c.do("DELETE", "/api/push/subscription", pro.Token, nil, nil)
+	c.do("GET", "/api/push/subscription", pro.Token, nil, nil) // 404
 
 	var call struct{ ID string }
 	c.do("POST", "/api/conversations/"+conv.ID+"/calls", client.Token, map[string]any{"media": "audio"}, &call)

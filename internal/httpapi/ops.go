@@ -25,7 +25,7 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 // clientConfig serves the settings a client needs (GET /api/config).
 func (a *API) clientConfig(w http.ResponseWriter, r *http.Request) {
 	c := a.Config
-	writeJSON(w, http.StatusOK, map[string]any{
+	m := map[string]any{
 		"heartbeat_ms":             c.Heartbeat.Milliseconds(),
 		"retry_ms":                 c.Retry.Milliseconds(),
 		"idle_timeout_ms":          c.IdleTimeout.Milliseconds(),
@@ -41,7 +41,12 @@ func (a *API) clientConfig(w http.ResponseWriter, r *http.Request) {
 		"poll_max_events":          500,
 		"rate_limit_per_s":         c.RateLimit,
 		"registration":             c.Registration,
-	})
+		"ice_servers":              a.iceServers,
+	}
+	for _, f := range a.configs {
+		f(m)
+	}
+	writeJSON(w, http.StatusOK, m)
 }
 
 // diagStream is SPEC §7's proxy check: a tick a second for 30 s, then done.

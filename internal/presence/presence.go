@@ -423,3 +423,17 @@ func (t *Tracker) Close(ctx context.Context) {
 		t.log.Warn("store last_seen at shutdown", "err", err)
 	}
 }
+
+// Connected reports whether the user holds a stream on any node or polled
+// this node within PollWindow: whether an event reaches them now. Unlike
+// Online it does not count the grace period after the last stream closed,
+// so a notifier asking it does not miss someone who just closed the tab.
+func (t *Tracker) Connected(userID string) bool {
+	if t.counter.Online(userID) {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.users[userID]
+	return s != nil && time.Since(s.polledAt) < PollWindow
+}

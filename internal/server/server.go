@@ -21,12 +21,14 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/attach"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/config"
 	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/presence"
+	"github.com/parley-chat/parley/internal/push"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/store/postgres"
 	"github.com/parley-chat/parley/internal/store/sqlite"
@@ -54,6 +56,9 @@ type Server struct {
 	// jwks is the app's public keys, nil when none are configured.
 	jwks *auth.JWKS
 
+	attach *attach.Service
+	push   *push.Service
+
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	swept time.Time // end of the last session sweep window
@@ -64,6 +69,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s := &Server{cfg: cfg, log: logger, stop: make(chan struct{})}
 	secret, err := loadSecret(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := config.ParseICEServers(cfg.ICEServers); err != nil {
 		return nil, err
 	}
 	maxStreams := cfg.MaxStreams
@@ -91,10 +99,15 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		s.cluster.close()
 		return nil, err
 	}
+	if err := s.openChatFeatures(ctx); err != nil {
+		s.store.Close()
+		s.cluster.close()
+		return nil, err
+	}
 	s.auth = auth.New(s.store, secret, cfg.IdleTimeout, cfg.SessionTTL, cfg.PasswordCost)
 	s.auth.App = s.appTokens()
 	s.presence.Start(s.store, s.hub)
-	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout}, logger)
+	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout, Files: s.attach}, logger)
 	s.cluster.observeTyping(s.chat.TypingSeen)
 	streams := &stream.Server{
 		Hub: s.hub, Log: eventLog{s.store, s.readFailed}, Metrics: s.metrics, Logger: logger,
@@ -116,7 +129,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.api = &httpapi.API{
 		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,
 		Ready: s.ready, Web: web.Handler(),
-		Presence: s.presence, Routes: []func(*httpapi.ServeMux, *httpapi.API){httpapi.ChatRoutes(s.chat), httpapi.ServerRoutes(s.chat)},
+		Presence: s.presence, Routes: []func(*httpapi.ServeMux, *httpapi.API){
+			httpapi.ChatRoutes(s.chat), httpapi.ServerRoutes(s.chat),
+			httpapi.AttachmentRoutes(s.attach), httpapi.SearchRoutes(s.chat), httpapi.ProfileRoutes(), httpapi.PushRoutes(s.push),
+		},
 	}
 	s.http = &http.Server{
 		Handler:           s.api.Handler(),
@@ -177,6 +193,32 @@ func (s *Server) onCommit(events []parley.Event) {
 	if s.cluster != nil {
 		s.cluster.committed(events)
 	}
+	s.push.Committed(events)
+}
+
+// openChatFeatures builds the attachment store and the Web Push sender.
+// The embedded store keeps attachments as files in the data dir;
+// PostgreSQL keeps them in the database, so every node serves them.
+func (s *Server) openChatFeatures(ctx context.Context) error {
+	dir := ""
+	if _, local := s.store.(*sqlite.DB); local {
+		dir = filepath.Join(s.cfg.DataDir, "attachments")
+	}
+	var err error
+	if s.attach, err = attach.New(s.store, dir, s.cfg.MaxAttachment, s.log); err != nil {
+		return err
+	}
+	var keys push.Keys
+	if len(s.cfg.PushServices) > 0 {
+		if keys, err = push.LoadKeys(ctx, s.store, s.cfg.VAPIDPrivateKey); err != nil {
+			return err
+		}
+	}
+	s.push = push.New(s.store, keys, s.presence, push.Options{
+		Services: s.cfg.PushServices, Subject: s.cfg.PushSubject, Preview: s.cfg.PushPreview,
+		IdleTimeout: s.cfg.IdleTimeout,
+	}, s.log)
+	return nil
 }
 
 // ready is /readyz: the store answers. A bus outage is left out (SPEC
@@ -219,6 +261,16 @@ func (s *Server) Start() error {
 	s.loop(sweepEvery(s.cfg.IdleTimeout), s.sweepSessions)
 	s.loop(chat.ReceiptFlushEvery, s.chat.FlushReceipts)
 	s.loop(chat.CallSweepEvery(s.cfg.CallTimeout), s.chat.ExpireCalls)
+	s.loop(attach.CollectEvery, s.attach.Collect)
+	s.push.Start()
+	if s.push.Enabled() {
+		s.loop(push.SweepEvery, s.push.Sweep)
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.attach.SweepFiles(context.Background())
+	}()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -255,6 +307,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.api.Streams.Stop()
 	err := s.http.Shutdown(ctx)
 	s.wg.Wait()
+	s.push.Stop()
 	// The streams are gone: write what they delivered and who was online.
 	s.chat.FlushReceipts(ctx)
 	s.presence.Close(ctx)

@@ -123,8 +123,8 @@ const conversationView = `SELECT c.id, c.subject, c.created_at, c.last_seq, c.la
 	m.read_seq, p.read_seq, p.delivered_seq,
 	(SELECT COUNT(*) FROM messages x WHERE x.conversation_id = c.id AND x.seq > m.read_seq
 		AND x.sender_id <> m.user_id AND x.deleted = FALSE),
-	cu.id, cu.username, cu.display_name, cu.role, cu.last_seen, cu.external_id,
-	pu.id, pu.username, pu.display_name, pu.role, pu.last_seen, pu.external_id,
+	cu.id, cu.username, cu.display_name, cu.role, cu.last_seen, cu.external_id, cu.bio,
+	pu.id, pu.username, pu.display_name, pu.role, pu.last_seen, pu.external_id, pu.bio,
 	` + lastMessageColumns + `
 	FROM conversation_members m
 	JOIN conversations c ON c.id = m.conversation_id
@@ -135,7 +135,8 @@ const conversationView = `SELECT c.id, c.subject, c.created_at, c.last_seq, c.la
 	WHERE m.user_id = ?`
 
 const lastMessageColumns = `lm.id, lm.conversation_id, lm.seq, lm.sender_id, lm.body, lm.client_id,
-	lm.reply_to_id, lm.reply_sender_id, lm.reply_preview, lm.created_at, lm.edited_at, lm.deleted`
+	lm.reply_to_id, lm.reply_sender_id, lm.reply_preview, lm.created_at, lm.edited_at, lm.deleted,
+	lm.attachments`
 
 // ConversationView returns the conversation as userID sees it, or
 // parley.NotFound when they are not in it.
@@ -183,8 +184,8 @@ func scanConversation(row scanner) (*parley.Conversation, error) {
 	var lm nullMessage
 	dst := []any{&c.ID, &c.Subject, &created, &c.LastSeq, &activity,
 		&c.LastReadSeq, &c.PeerLastReadSeq, &c.PeerDeliveredSeq, &c.UnreadCount,
-		&c.Client.ID, &cName, &c.Client.DisplayName, &c.Client.Role, &cSeen, &cExt,
-		&c.Professional.ID, &pName, &c.Professional.DisplayName, &c.Professional.Role, &pSeen, &pExt}
+		&c.Client.ID, &cName, &c.Client.DisplayName, &c.Client.Role, &cSeen, &cExt, &c.Client.Bio,
+		&c.Professional.ID, &pName, &c.Professional.DisplayName, &c.Professional.Role, &pSeen, &pExt, &c.Professional.Bio}
 	if err := row.Scan(append(dst, lm.dest()...)...); err != nil {
 		return nil, err
 	}
@@ -202,7 +203,8 @@ func scanConversation(row scanner) (*parley.Conversation, error) {
 }
 
 const messageColumns = `id, conversation_id, seq, sender_id, body, client_id,
-	reply_to_id, reply_sender_id, reply_preview, created_at, edited_at, deleted`
+	reply_to_id, reply_sender_id, reply_preview, created_at, edited_at, deleted,
+	attachments`
 
 // nullMessage scans message columns that may all be NULL (a LEFT JOIN).
 type nullMessage struct {
@@ -210,11 +212,13 @@ type nullMessage struct {
 	clientID, replyID, replySender, replyPreview sql.NullString
 	seq, created, edited                         sql.NullInt64
 	deleted                                      sql.NullBool
+	attachments                                  sql.NullString
 }
 
 func (n *nullMessage) dest() []any {
 	return []any{&n.id, &n.conv, &n.seq, &n.sender, &n.body, &n.clientID,
-		&n.replyID, &n.replySender, &n.replyPreview, &n.created, &n.edited, &n.deleted}
+		&n.replyID, &n.replySender, &n.replyPreview, &n.created, &n.edited, &n.deleted,
+		&n.attachments}
 }
 
 func (n *nullMessage) message() *parley.Message {
@@ -235,6 +239,7 @@ func (n *nullMessage) message() *parley.Message {
 	if n.replyID.Valid {
 		m.ReplyTo = &parley.Reply{ID: n.replyID.String, SenderID: senderOf(n.replySender.String), Preview: n.replyPreview.String}
 	}
+	m.Attachments = decodeAttachments(n.attachments)
 	return m
 }
 
@@ -278,16 +283,23 @@ func (tx *Tx) InsertMessage(m *parley.Message) error {
 		v := Micros(m.EditedAt.Time)
 		edited = &v
 	}
-	_, err := tx.exec(`INSERT INTO messages (`+messageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	atts, err := encodeAttachments(m.Attachments)
+	if err != nil {
+		return err
+	}
+	_, err = tx.exec(`INSERT INTO messages (`+messageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		m.ID, m.ConversationID, m.Seq, storedSender(m.SenderID), m.Body, m.ClientID,
-		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted)
+		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted, atts)
 	if tx.d.IsUniqueViolation(err) {
 		return ErrDuplicate
 	}
 	if err != nil {
 		return fmt.Errorf("insert message: %w", err)
 	}
-	return nil
+	if m.Deleted {
+		return nil
+	}
+	return tx.indexMessage(m.ID, m.Body)
 }
 
 // MessageByID returns the message or parley.NotFound.
@@ -325,22 +337,27 @@ func (tx *Tx) MessageByClientID(sender *string, clientID string) (*parley.Messag
 
 // EditMessage replaces the body of a message that is not deleted.
 func (tx *Tx) EditMessage(id, body string, at time.Time) error {
-	_, err := tx.exec(`UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = FALSE`, body, Micros(at), id)
+	res, err := tx.exec(`UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = FALSE`, body, Micros(at), id)
 	if err != nil {
 		return fmt.Errorf("edit message: %w", err)
 	}
-	return nil
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return err
+	}
+	return tx.reindexMessage(id, body)
 }
 
 // DeleteMessage turns the message into a tombstone: it keeps its seq and
-// loses its text, including the text it quoted.
+// loses its text, including the text it quoted, its place in the search
+// index and its list of attachments (their rows and bytes go with
+// DeleteMessageAttachments).
 func (tx *Tx) DeleteMessage(id string) error {
 	_, err := tx.exec(`UPDATE messages SET body = '', deleted = TRUE, reply_to_id = NULL, reply_sender_id = NULL,
-		reply_preview = NULL WHERE id = ?`, id)
+		reply_preview = NULL, attachments = NULL WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("delete message: %w", err)
 	}
-	return nil
+	return tx.unindexMessage(id)
 }
 
 // Messages returns up to limit messages of the conversation in ascending seq,

@@ -120,7 +120,13 @@ func Migrate(ctx context.Context, db *sql.DB, dialect goose.Dialect, opts ...goo
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(dialect, db, sub, opts...)
+	gos, err := migrations.Go(dialect, func(ctx context.Context, sqlTx *sql.Tx) error {
+		return NewTx(ctx, sqlTx, migrationDialect{dialect}).reindexMessages()
+	})
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(dialect, db, sub, append(opts, goose.WithGoMigrations(gos...))...)
 	if err != nil {
 		return err
 	}

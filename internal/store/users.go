@@ -9,7 +9,7 @@ import (
 	"github.com/parley-chat/parley"
 )
 
-const userColumns = `id, username, display_name, role, password_hash, created_at, last_seen, external_id, erased_at`
+const userColumns = `id, username, display_name, role, password_hash, created_at, last_seen, external_id, erased_at, bio`
 
 // noUsername marks the stored username of a user who has none (an app's
 // user, an erased account): '~' and the id, which no real username can be
@@ -30,7 +30,7 @@ func scanUser(row interface{ Scan(...any) error }) (*parley.User, error) {
 	var created int64
 	var lastSeen, erased sql.NullInt64
 	var external sql.NullString
-	if err := row.Scan(&u.ID, &username, &u.DisplayName, &u.Role, &hash, &created, &lastSeen, &external, &erased); err != nil {
+	if err := row.Scan(&u.ID, &username, &u.DisplayName, &u.Role, &hash, &created, &lastSeen, &external, &erased, &u.Bio); err != nil {
 		return nil, err
 	}
 	u.Username = userName(username)
@@ -56,8 +56,8 @@ func userName(stored string) *string {
 // conflict; so is a taken external id, which callers provisioning an app's
 // user (who may race another node) answer by reading the user instead.
 func (tx *Tx) CreateUser(u *parley.User) error {
-	_, err := tx.exec(`INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL)`,
-		u.ID, storedUsername(u), u.DisplayName, u.Role, string(u.PasswordHash), Micros(u.CreatedAt), u.ExternalID)
+	_, err := tx.exec(`INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, NULL, ?)`,
+		u.ID, storedUsername(u), u.DisplayName, u.Role, string(u.PasswordHash), Micros(u.CreatedAt), u.ExternalID, u.Bio)
 	if tx.d.IsUniqueViolation(err) {
 		if u.ExternalID != nil {
 			return ErrDuplicate
@@ -112,34 +112,42 @@ const ErasedName = "Deleted user"
 // EraseUser turns the account into what an erasure leaves: its id and role,
 // so that conversations still name a participant, and nothing else: no
 // external id (a new token with the same sub makes a new user), no name,
-// no password, no last_seen.
+// no bio, no password, no last_seen.
 func (tx *Tx) EraseUser(id string, at time.Time) error {
 	_, err := tx.exec(`UPDATE users SET username = ?, external_id = NULL, display_name = ?, password_hash = '',
-		last_seen = NULL, erased_at = COALESCE(erased_at, ?) WHERE id = ?`, noUsername+id, ErasedName, Micros(at), id)
+		last_seen = NULL, bio = '', erased_at = COALESCE(erased_at, ?) WHERE id = ?`, noUsername+id, ErasedName, Micros(at), id)
 	if err != nil {
 		return fmt.Errorf("erase user: %w", err)
 	}
 	return nil
 }
 
-// RevokeUserSessions ends every live session of the user at once and
-// returns their ids, so that their streams can be told.
+// RevokeUserSessions ends every live session of the user at once, and
+// their push subscriptions, and returns their ids, so that their streams
+// can be told.
 func (tx *Tx) RevokeUserSessions(userID string) ([]string, error) {
 	rows, err := tx.query(`UPDATE sessions SET revoked = ?, revoked_at = ? WHERE user_id = ? AND revoked = ? RETURNING id`,
 		true, Micros(Now()), userID, false)
 	if err != nil {
 		return nil, fmt.Errorf("revoke sessions: %w", err)
 	}
-	defer rows.Close()
 	var ids []string
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
+			rows.Close()
 			return nil, err
 		}
 		ids = append(ids, id)
 	}
-	return ids, rows.Err()
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if _, err := tx.exec(`DELETE FROM push_subscriptions WHERE user_id = ?`, userID); err != nil {
+		return nil, fmt.Errorf("delete push subscriptions: %w", err)
+	}
+	return ids, nil
 }
 
 // UserByID returns the user or parley.NotFound.
@@ -260,8 +268,11 @@ func (tx *Tx) EndedBetween(from, to time.Time, idle time.Duration) ([]parley.Ses
 	return out, rows.Err()
 }
 
-// RevokeSession ends the session at once.
+// RevokeSession ends the session at once, and with it the session's push
+// subscription.
 func (tx *Tx) RevokeSession(id string) error {
-	_, err := tx.exec(`UPDATE sessions SET revoked = ?, revoked_at = ? WHERE id = ?`, true, Micros(Now()), id)
-	return err
+	if _, err := tx.exec(`UPDATE sessions SET revoked = ?, revoked_at = ? WHERE id = ?`, true, Micros(Now()), id); err != nil {
+		return err
+	}
+	return tx.DeletePushSubscription(id)
 }

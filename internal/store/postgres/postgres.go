@@ -211,3 +211,6 @@ func (dialect) IsUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
+
+// FullText implements store.Searcher: PostgreSQL's tsvector under a GIN index.
+func (dialect) FullText() store.FullText { return store.TSVector }

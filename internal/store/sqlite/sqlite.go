@@ -657,3 +657,6 @@ func (dialect) IsUniqueViolation(err error) bool {
 	}
 	return e.Code() == sqlite3lib.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY
 }
+
+// FullText implements store.Searcher: SQLite's FTS5.
+func (dialect) FullText() store.FullText { return store.FTS5 }

@@ -1488,6 +1488,25 @@ export class ActivityTracker {
   }
 
   /**
+   * When any tab last told the server of activity (ms since epoch), 0 if never:
+   * the server's idle timer runs from about here.
+   */
+  get lastReport() {
+    return this._read().r;
+  }
+
+  /**
+   * Records activity now and tells the server at once, however recently it was
+   * told ("stay signed in"). Returns what report() returns.
+   */
+  reportNow() {
+    const now = this.clock.now();
+    this.idled = false;
+    this._write({ a: now, r: now });
+    return this.report();
+  }
+
+  /**
    * Starts a fresh session window (after login): activity now, and the server has
    * just seen a request, so no report is due yet.
    */

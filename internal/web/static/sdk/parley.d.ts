@@ -15,6 +15,24 @@ export interface User {
   role: Role;
   online: boolean;
   last_seen: string | null;
+  /** Up to 280 characters, "" when unset (PATCH /api/me). */
+  bio: string;
+}
+
+/** A file sent with a message (POST /api/conversations/{id}/attachments). */
+export interface Attachment {
+  id: string;
+  name: string;
+  /**
+   * image/png, image/jpeg, image/gif or image/webp when the bytes are one
+   * (sniffed by the server; show it inline); otherwise the uploader's type as
+   * a hint, or application/octet-stream. Non-images are served as downloads.
+   */
+  content_type: string;
+  /** Bytes. */
+  size: number;
+  /** Where to GET it: "/api/attachments/{id}" (participants only). */
+  url: string;
 }
 
 export interface ReplyRef {
@@ -40,6 +58,8 @@ export interface Message {
   created_at: string;
   edited_at: string | null;
   deleted: boolean;
+  /** Always an array; [] when the message has none or was deleted. */
+  attachments: Attachment[];
 }
 
 export interface Conversation {
@@ -150,6 +170,8 @@ export interface OutboxItem {
   conversation_id: string;
   body: string;
   reply_to_id: string | null;
+  /** Set when the message carries attachments. */
+  extra?: { attachment_ids: string[] };
   status: "pending" | "failed";
   attempts: number;
   /** ms since the epoch */
@@ -218,13 +240,71 @@ export interface ParleyOptions {
   trackActivity?: boolean;
   /** Storage for the outbox, resume point and activity time (default localStorage; null = none). */
   storage?: StorageLike | null;
+  /** How often the idle warning is checked while someone listens (default 1000). */
+  idleCheckMs?: number;
+}
+
+/** An RTCIceServer as given in ice_servers. */
+export interface IceServer {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
+}
+
+/** GET /api/config as the server sends it (the fields this SDK knows of). */
+export interface ServerConfig {
+  heartbeat_ms?: number;
+  idle_timeout_ms?: number;
+  activity_interval_ms?: number;
+  max_body_chars?: number;
+  /** STUN/TURN servers for calls; [] when none are configured. */
+  ice_servers?: IceServer[];
+  /** The VAPID public key (base64url) to subscribe with; null when Web Push is off. */
+  push_public_key?: string | null;
+  max_attachment_bytes?: number;
+  max_attachments_per_message?: number;
+  max_bio_chars?: number;
+  registration?: "open" | "closed";
+  [k: string]: unknown;
 }
 
 export interface ParleyConfig {
   heartbeatMs: number;
   idleTimeoutMs: number;
   /** GET /api/config as served; `raw.registration` is "open" or "closed" (the app signs its users in). */
-  raw: Record<string, unknown> & { registration?: "open" | "closed" };
+  raw: ServerConfig;
+}
+
+/** What the push service delivers to the service worker (event.data.json()). */
+export interface PushPayload {
+  type: "message.created";
+  conversation_id: string;
+  message_id: string;
+  seq: number;
+  /** "" for a system message. */
+  sender_id: string;
+  sender_name: string;
+  /** The first 100 characters of the message; null when the server sends no previews. */
+  preview: string | null;
+  /** How many files the message carries. */
+  attachments: number;
+  created_at: string;
+}
+
+export interface PushSubscriptionRecord {
+  endpoint: string;
+  created_at: string;
+}
+
+export interface IdleWarning {
+  /** When the session ends for inactivity (ms since the epoch). */
+  deadline: number;
+  remainingMs: number;
+}
+
+export interface UploadProgress {
+  loaded: number;
+  total: number | undefined;
 }
 
 export interface AuthResult {
@@ -285,8 +365,12 @@ export declare class Parley {
   reconnect(): this;
   close(): void;
 
-  /** Optimistic send through the outbox; resolves with the stored message. */
-  send(conversationId: string, body: string, options?: { replyToId?: string; clientId?: string }): Promise<Message>;
+  /**
+   * Optimistic send through the outbox; resolves with the stored message. With
+   * attachmentIds (uploads of this user to this conversation, at most 10, each
+   * sent once) the body may be "".
+   */
+  send(conversationId: string, body: string, options?: { replyToId?: string; clientId?: string; attachmentIds?: string[] }): Promise<Message>;
   retry(clientId: string): Promise<Message>;
   discard(clientId: string): boolean;
 
@@ -326,6 +410,51 @@ export declare class Parley {
   declineCall(callId: string): Promise<Call>;
   endCall(callId: string): Promise<Call>;
   signal(callId: string, payload: unknown): Promise<null>;
+
+  /**
+   * Uploads a file (raw body, its type, ?name=). XMLHttpRequest where it exists,
+   * so onProgress follows the upload; fetch elsewhere (onProgress once, at the
+   * end). Rejects with ParleyError: 413 too_large, 400 invalid_request (name),
+   * 0 network_error or aborted.
+   */
+  uploadAttachment(
+    conversationId: string,
+    file: Blob,
+    options?: { name?: string; contentType?: string; onProgress?: (p: UploadProgress) => void; signal?: AbortSignal },
+  ): Promise<Attachment>;
+  /** baseUrl + the attachment's url (usable in <img src> with the session cookie). */
+  attachmentUrl(attachment: Attachment | string): string;
+  /** The attachment's bytes, with the token or the cookie. */
+  fetchAttachment(attachment: Attachment | string, options?: { signal?: AbortSignal }): Promise<Blob>;
+  /** Messages of the caller's conversations holding every word (whole or prefix), newest first. */
+  search(q: string, options?: { conversationId?: string; limit?: number }): Promise<{ messages: Message[]; has_more: boolean }>;
+  /** PATCH /api/me; only the fields given change. */
+  updateProfile(input: { display_name?: string; bio?: string }): Promise<User>;
+  /** STUN/TURN servers from /api/config ([] until it is loaded). */
+  readonly iceServers: IceServer[];
+
+  /** The VAPID public key, or null when the server sends no Web Push. */
+  pushPublicKey(): Promise<string | null>;
+  /** Subscribes the browser (PushManager of the registration) and registers it for this session. */
+  subscribePush(registration: { pushManager: any }, options?: { userVisibleOnly?: boolean }): Promise<PushSubscriptionRecord>;
+  /** POST /api/push/subscription with a PushSubscription's toJSON(). */
+  savePushSubscription(subscription: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<PushSubscriptionRecord>;
+  /** This session's subscription, or null. */
+  pushSubscription(): Promise<PushSubscriptionRecord | null>;
+  /** Drops this session's subscription and, given the registration, the browser's. */
+  unsubscribePush(registration?: { pushManager: any }): Promise<void>;
+
+  /** When the session ends for inactivity (ms since the epoch); null when not tracked or off. */
+  readonly idleDeadline: number | null;
+  /**
+   * handler({deadline, remainingMs}) once the deadline is within beforeMs
+   * (default 60000, at most half the idle timeout); handler(null) when activity
+   * or stayActive() pushes it back. At the deadline the SDK logs out
+   * (session.expired, reason "idle").
+   */
+  onIdleWarning(handler: (warning: IdleWarning | null) => void, options?: { beforeMs?: number }): Unsubscribe;
+  /** "Stay signed in": activity now, told to the server at once. */
+  stayActive(): Promise<void>;
 }
 
 export default Parley;

@@ -74,6 +74,7 @@ const DEFAULTS = Object.freeze({
   activityIntervalMs: 60000,
   trackActivity: undefined,
   storage: undefined,
+  idleCheckMs: 1000,
 });
 
 const LEADER_BEAT_MS = 10000;
@@ -118,6 +119,22 @@ function parseRetryAfter(v) {
 
 const enc = encodeURIComponent;
 
+function base64UrlToBytes(s) {
+  const b64 = String(s).replace(/-/g, "+").replace(/_/g, "/");
+  const bin = atob(b64 + "===".slice((b64.length + 3) % 4));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+function sameBytes(a, b) {
+  if (!a || !b) return false;
+  const x = new Uint8Array(a instanceof ArrayBuffer ? a : a.buffer ? a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength) : a);
+  if (x.length !== b.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * A Parley client. Nothing happens until connect() (REST helpers and send() work
  * without it).
@@ -161,6 +178,8 @@ export class Parley {
     this._cleanups = [];
     this.config = normalizeConfig(null);
     this.user = null;
+    this._idleFns = new Set(); // {fn, beforeMs, warned}
+    this._idleTimer = null;
 
     if (o.resume) {
       const stored = readJSON(this.storage, this._keys.last);
@@ -274,6 +293,7 @@ export class Parley {
       this._activity.begin();
       this._everyMs(5000, () => this._activity && this._activity.check());
     }
+    this._startIdleWatch();
     this._everyMs(5000, () => this._qualityTick());
     if (this.options.shared && canShare()) this._joinShared();
     else this._becomeSolo();
@@ -297,6 +317,7 @@ export class Parley {
   close() {
     if (!this._active) return;
     this._active = false;
+    this._stopIdleWatch();
     this._typing.stopAll();
     this._outbox.stop();
     for (const fn of this._cleanups.splice(0)) {
@@ -995,6 +1016,304 @@ export class Parley {
     return this.api("POST", `/api/calls/${enc(callId)}/signal`, { payload });
   }
 
+
+  // --- attachments, search, profile ---------------------------------------------
+
+  /**
+   * Uploads a file (a File or Blob) to a conversation and resolves with the
+   * attachment {id, name, content_type, size, url}; pass its id to
+   * send(…, {attachmentIds}). Where XMLHttpRequest exists (browsers) the upload
+   * reports progress: onProgress({loaded, total}) as bytes go out; elsewhere it
+   * uses fetch and calls onProgress once, at the end. `signal` (AbortSignal)
+   * cancels it. Rejects with ParleyError: 413 too_large over the server's
+   * limit (config.raw.max_attachment_bytes), 400 for a bad name, 0
+   * network_error / aborted.
+   */
+  uploadAttachment(conversationId, file, { name, contentType, onProgress, signal } = {}) {
+    const fileName = name || (file && file.name) || "file";
+    const type = contentType || (file && file.type) || "application/octet-stream";
+    const size = file && typeof file.size === "number" ? file.size : undefined;
+    const url = `${this.baseUrl}/api/conversations/${enc(conversationId)}/attachments?name=${enc(fileName)}`;
+    const progress = (loaded, total) => {
+      if (typeof onProgress !== "function") return;
+      try {
+        onProgress({ loaded, total });
+      } catch (err) {
+        console.error(err);
+      }
+    };
+    const done = (status, body) => {
+      if (status === 201 && body && body.id) {
+        progress(size ?? body.size, size ?? body.size);
+        return body;
+      }
+      if (status === 401 && this._active) this._dispatch({ id: null, type: "session.expired", data: { reason: "unauthorized" } });
+      throw new ParleyError(status, body);
+    };
+    const failed = (code, message) => new ParleyError(0, { error: { code, message } });
+    if (typeof XMLHttpRequest !== "function") {
+      const headers = { Accept: "application/json", "Content-Type": type };
+      if (this.token) headers.Authorization = `Bearer ${this.token}`;
+      return fetch(url, { method: "POST", headers, body: file, credentials: this.token ? "omit" : "include", cache: "no-store", signal })
+        .then(async (res) => {
+          let body = null;
+          try {
+            body = await res.json();
+          } catch {
+            body = null;
+          }
+          return done(res.status, body);
+        })
+        .catch((err) => {
+          if (err instanceof ParleyError) throw err;
+          throw err && err.name === "AbortError" ? failed("aborted", "upload cancelled") : Object.assign(failed("network_error", "network error"), { cause: err });
+        });
+    }
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.withCredentials = !this.token;
+      xhr.setRequestHeader("Content-Type", type);
+      xhr.setRequestHeader("Accept", "application/json");
+      if (this.token) xhr.setRequestHeader("Authorization", `Bearer ${this.token}`);
+      if (xhr.upload) xhr.upload.onprogress = (e) => progress(e.loaded, e.lengthComputable ? e.total : size);
+      const onAbort = () => xhr.abort();
+      if (signal) {
+        if (signal.aborted) return reject(failed("aborted", "upload cancelled"));
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+      const cleanup = () => signal && signal.removeEventListener("abort", onAbort);
+      xhr.onload = () => {
+        cleanup();
+        let body = null;
+        try {
+          body = JSON.parse(xhr.responseText);
+        } catch {
+          body = null;
+        }
+        try {
+          resolve(done(xhr.status, body));
+        } catch (err) {
+          reject(err);
+        }
+      };
+      xhr.onerror = () => {
+        cleanup();
+        reject(failed("network_error", "network error"));
+      };
+      xhr.onabort = () => {
+        cleanup();
+        reject(failed("aborted", "upload cancelled"));
+      };
+      xhr.send(file);
+    });
+  }
+
+  /**
+   * The URL of an attachment (or of an id), for <img src> or a download link.
+   * It works as is with the session cookie; with a token, use fetchAttachment().
+   */
+  attachmentUrl(attachment) {
+    const url = typeof attachment === "string" ? `/api/attachments/${enc(attachment)}` : attachment.url;
+    return this.baseUrl + url;
+  }
+
+  /** GET an attachment as a Blob (with the token or the cookie); throws ParleyError. */
+  async fetchAttachment(attachment, { signal } = {}) {
+    const headers = {};
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    let res;
+    try {
+      res = await fetch(this.attachmentUrl(attachment), { headers, credentials: this.token ? "omit" : "include", signal });
+    } catch (err) {
+      throw Object.assign(new ParleyError(0, { error: { code: "network_error", message: "network error" } }), { cause: err });
+    }
+    if (!res.ok) {
+      let body = null;
+      try {
+        body = await res.json();
+      } catch {
+        body = null;
+      }
+      throw new ParleyError(res.status, body);
+    }
+    return res.blob();
+  }
+
+  /**
+   * GET /api/search → {messages, has_more}: messages of the caller's
+   * conversations (or of one) holding every word of q, whole or as a prefix,
+   * ignoring case and accents, newest first.
+   */
+  search(q, { conversationId, limit } = {}) {
+    const p = new URLSearchParams({ q: String(q) });
+    if (conversationId) p.set("conversation_id", conversationId);
+    if (limit != null) p.set("limit", String(limit));
+    return this.api("GET", `/api/search?${p}`);
+  }
+
+  /** PATCH /api/me {display_name?, bio?} → user (and parley.user). */
+  async updateProfile({ display_name, bio } = {}) {
+    const body = {};
+    if (display_name !== undefined) body.display_name = display_name;
+    if (bio !== undefined) body.bio = bio;
+    const u = await this.api("PATCH", "/api/me", body);
+    this.user = u;
+    return u;
+  }
+
+  /** The STUN/TURN servers for calls from /api/config (RTCIceServer[]; [] until loaded). */
+  get iceServers() {
+    const v = this.config.raw && this.config.raw.ice_servers;
+    return Array.isArray(v) ? v : [];
+  }
+
+  // --- Web Push -------------------------------------------------------------------
+
+  /** The server's VAPID public key (base64url), or null when Web Push is off. */
+  async pushPublicKey() {
+    if (!this.config.raw || !("push_public_key" in this.config.raw)) await this._loadConfig();
+    return (this.config.raw && this.config.raw.push_public_key) || null;
+  }
+
+  /**
+   * Subscribes this browser to Web Push through a service worker registration
+   * and registers the subscription for this session (it ends with the session:
+   * logout, expiry or idle logout). Call it after the person allowed
+   * notifications (Notification.requestPermission()). Resolves with
+   * {endpoint, created_at}. A subscription made with another server key is
+   * replaced.
+   */
+  async subscribePush(registration, { userVisibleOnly = true } = {}) {
+    const key = await this.pushPublicKey();
+    if (!key) throw new ParleyError(0, { error: { code: "push_unavailable", message: "Web Push is off on this server" } });
+    const pm = registration && registration.pushManager;
+    if (!pm) throw new ParleyError(0, { error: { code: "push_unavailable", message: "this browser has no Push API" } });
+    const want = base64UrlToBytes(key);
+    let sub = await pm.getSubscription();
+    if (sub && !sameBytes(sub.options && sub.options.applicationServerKey, want)) {
+      await sub.unsubscribe();
+      sub = null;
+    }
+    if (!sub) sub = await pm.subscribe({ userVisibleOnly, applicationServerKey: want });
+    return this.savePushSubscription(typeof sub.toJSON === "function" ? sub.toJSON() : sub);
+  }
+
+  /** POST /api/push/subscription with a PushSubscription's JSON → {endpoint, created_at}. */
+  savePushSubscription(subscription) {
+    const s = subscription || {};
+    return this.api("POST", "/api/push/subscription", { endpoint: s.endpoint, keys: s.keys || {} });
+  }
+
+  /** GET /api/push/subscription → {endpoint, created_at} for this session, or null. */
+  async pushSubscription() {
+    try {
+      return await this.api("GET", "/api/push/subscription");
+    } catch (err) {
+      if (err instanceof ParleyError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  /** Stops Web Push for this session, and (given the registration) unsubscribes the browser. */
+  async unsubscribePush(registration) {
+    await this.api("DELETE", "/api/push/subscription");
+    const pm = registration && registration.pushManager;
+    const sub = pm && (await pm.getSubscription());
+    if (sub) await sub.unsubscribe();
+  }
+
+  // --- idle logout ------------------------------------------------------------------
+
+  /**
+   * When this browser's session ends for inactivity (ms since the epoch): the
+   * last activity the server was told of, plus idle_timeout_ms. null when idle
+   * logout is off or not tracked (token mode, or trackActivity: false).
+   */
+  get idleDeadline() {
+    const a = this._activity;
+    if (!a || !(a.idleTimeoutMs > 0) || a.idled) return null;
+    const last = a.lastReport || a.lastActivity;
+    return last ? last + a.idleTimeoutMs : null;
+  }
+
+  /**
+   * Calls fn({deadline, remainingMs}) once when the idle deadline comes within
+   * beforeMs (default 60000; at most half the idle timeout), and fn(null) when
+   * activity in any tab, or stayActive(), pushes it back. While a warning is
+   * shown, activity is reported at once, and at the deadline the SDK logs out
+   * (session.expired with reason "idle"), so the countdown and the logout
+   * agree. Returns an unsubscribe function.
+   */
+  onIdleWarning(fn, { beforeMs = 60000 } = {}) {
+    const entry = { fn, beforeMs, warned: false };
+    this._idleFns.add(entry);
+    this._startIdleWatch();
+    return () => {
+      this._idleFns.delete(entry);
+      if (!this._idleFns.size) this._stopIdleWatch();
+    };
+  }
+
+  /** "Stay signed in": counts as activity now and tells the server at once. */
+  async stayActive() {
+    if (this._activity) {
+      await this._activity.reportNow();
+      this._idleTick();
+      return;
+    }
+    await this.api("POST", "/api/auth/activity");
+  }
+
+  _startIdleWatch() {
+    if (this._idleTimer || !this._active || !this._activity || !this._idleFns.size) return;
+    this._idleTimer = setInterval(() => this._idleTick(), this.options.idleCheckMs);
+  }
+
+  _stopIdleWatch() {
+    if (this._idleTimer) clearInterval(this._idleTimer);
+    this._idleTimer = null;
+  }
+
+  _idleTick() {
+    const a = this._activity;
+    const deadline = this.idleDeadline;
+    if (!a || deadline == null) return;
+    const now = this.clock.now();
+    const remaining = deadline - now;
+    let warned = false;
+    for (const e of this._idleFns) {
+      const before = Math.min(e.beforeMs, a.idleTimeoutMs / 2);
+      if (remaining <= before && !e.warned) {
+        e.warned = true;
+        this._callIdle(e.fn, { deadline, remainingMs: Math.max(0, remaining) });
+      } else if (remaining > before && e.warned) {
+        e.warned = false;
+        this._callIdle(e.fn, null);
+      }
+      warned ||= e.warned;
+    }
+    if (!warned) return;
+    if (a.lastActivity > a.lastReport) {
+      // Used during the warning: that is staying, whatever the report interval.
+      const p = a.reportNow();
+      if (p && typeof p.then === "function") p.then(() => this._idleTick(), () => {});
+      return;
+    }
+    if (remaining <= 0) {
+      a.idled = true;
+      this._idleLogout();
+    }
+  }
+
+  _callIdle(fn, arg) {
+    try {
+      fn(arg);
+    } catch (err) {
+      console.error(err);
+    }
+  }
+
   // --- typing -------------------------------------------------------------------
 
   /** Call on every keystroke in a conversation's composer: throttled typing start/stop. */
@@ -1020,10 +1339,17 @@ export class Parley {
    * reloads, and is marked "failed" after sendTimeoutMs or on a refusal.
    * Resolves with the server's message; rejects with an OutboxError on failure.
    */
-  send(conversationId, body, { replyToId, clientId } = {}) {
+  send(conversationId, body, { replyToId, clientId, attachmentIds } = {}) {
     this._ensureOutbox();
     this._typing.stop(conversationId);
-    return this._outbox.send({ conversation_id: conversationId, body, reply_to_id: replyToId || null, client_id: clientId || null });
+    const ids = Array.isArray(attachmentIds) ? attachmentIds.map(String) : [];
+    return this._outbox.send({
+      conversation_id: conversationId,
+      body: body == null ? "" : body,
+      reply_to_id: replyToId || null,
+      client_id: clientId || null,
+      extra: ids.length ? { attachment_ids: ids } : null,
+    });
   }
 
   /** Tries a failed (or waiting) message again, with its original client_id. */
@@ -1039,6 +1365,8 @@ export class Parley {
   async _postMessage(item) {
     const payload = { body: item.body, client_id: item.client_id };
     if (item.reply_to_id) payload.reply_to_id = item.reply_to_id;
+    const ids = item.extra && item.extra.attachment_ids;
+    if (Array.isArray(ids) && ids.length) payload.attachment_ids = ids;
     const r = await this._request("POST", `/api/conversations/${enc(item.conversation_id)}/messages`, payload);
     return { status: r.status, body: r.body, retryAfterMs: parseRetryAfter(r.headers && r.headers.get("Retry-After")) };
   }
