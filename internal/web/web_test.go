@@ -189,3 +189,32 @@ func readStatic(t *testing.T, name string) string {
 	}
 	return string(b)
 }
+
+// The service worker's shell list must name every module of the app and the
+// SDK's runtime files, or a tab opened offline would miss one; and it must
+// keep its hands off /api/.
+func TestServiceWorkerShellListsEveryModule(t *testing.T) {
+	sw := readStatic(t, "sw.js")
+	want := []string{"/", "/app.js", "/app.css", "/sdk/parley.js", "/sdk/core.js"}
+	entries, err := os.ReadDir(filepath.Join("static", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".js") {
+			want = append(want, "/app/"+e.Name())
+		}
+	}
+	for _, p := range want {
+		if !strings.Contains(sw, `"`+p+`"`) {
+			t.Errorf("sw.js does not list %s in its shell", p)
+		}
+	}
+	if !strings.Contains(sw, `startsWith("/api/")`) {
+		t.Error("sw.js should leave /api/ requests alone")
+	}
+	rec := get(t, web.Handler(), http.MethodGet, "/sw.js", nil)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/javascript; charset=utf-8" || rec.Header().Get("Cache-Control") != "no-cache" {
+		t.Errorf("GET /sw.js = %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Header().Get("Cache-Control"))
+	}
+}

@@ -1,18 +1,124 @@
-// Calls: signalling over the API, media over WebRTC where the browser has it.
+// Calls: signalling over the API, media over WebRTC where the browser has it;
+// mute, camera, duration; and the records of past calls in the timeline, read
+// from the call events of the user's event log.
 
-import { $, errText, setText, show, toast } from "./dom.js";
+import { $, duration, errText, setText, show, toast } from "./dom.js";
 import { userName } from "./model.js";
 import { S, parley } from "./state.js";
 
 export const rtcAvailable = () => typeof RTCPeerConnection === "function" && !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
 
+/**
+ * STUN/TURN servers: the server's (ice_servers in /api/config), unless this
+ * browser has its own in localStorage["parley:iceServers"] (a JSON
+ * RTCIceServer array, for testing a TURN server without a restart).
+ */
 export function iceServers() {
   try {
-    const v = JSON.parse(localStorage.getItem("parley:iceServers") || "[]");
-    return Array.isArray(v) ? v : [];
+    const own = localStorage.getItem("parley:iceServers");
+    if (own) {
+      const v = JSON.parse(own);
+      if (Array.isArray(v)) return v;
+    }
   } catch {
-    return [];
+    /* a bad override falls back to the server's */
   }
+  return Array.isArray(S.config.iceServers) ? S.config.iceServers : [];
+}
+
+// --- records in the timeline ------------------------------------------------
+
+const FINAL = new Set(["declined", "ended", "missed"]);
+const LOG_PAGES = 20;
+
+function logKey() {
+  return S.me ? `parley:app:${S.me.id}:calls` : null;
+}
+
+function readLog() {
+  try {
+    const v = JSON.parse(localStorage.getItem(logKey()) || "null");
+    return v && typeof v === "object" ? v : { cursor: 0, calls: {} };
+  } catch {
+    return { cursor: 0, calls: {} };
+  }
+}
+
+function writeLog(log) {
+  const k = logKey();
+  if (!k) return;
+  const ids = Object.keys(log.calls);
+  if (ids.length > 300) {
+    ids.sort((a, b) => Date.parse(log.calls[a].created_at) - Date.parse(log.calls[b].created_at));
+    for (const id of ids.slice(0, ids.length - 300)) delete log.calls[id];
+  }
+  try {
+    localStorage.setItem(k, JSON.stringify(log));
+  } catch {
+    /* full: records stay in memory */
+  }
+}
+
+const rank = (c) => ({ ringing: 0, active: 1, declined: 2, ended: 2, missed: 2 })[c.state] ?? 0;
+
+/** Keeps the latest state of a call for the timeline. */
+export function recordCall(call, { persist = true, render = true } = {}) {
+  if (!call || !call.id) return;
+  const prev = S.calls.get(call.id);
+  if (prev && rank(prev) > rank(call)) return;
+  S.calls.set(call.id, call);
+  if (persist && FINAL.has(call.state)) {
+    const log = readLog();
+    log.calls[call.id] = call;
+    writeLog(log);
+  }
+  if (render && S.current === call.conversation_id && FINAL.has(call.state)) import("./messages.js").then((m) => m.renderMessages());
+}
+
+/**
+ * Reads the call events this browser has not seen yet from the user's event
+ * log (GET /api/events/poll?wait=0, from a cursor kept per user), so the
+ * timeline shows calls that ended while the page was closed, or on another
+ * device, too.
+ */
+export async function loadCallLog() {
+  if (!S.me) return;
+  const me = S.me.id;
+  const log = readLog();
+  for (const c of Object.values(log.calls)) recordCall(c, { persist: false, render: false });
+  let cursor = Number(log.cursor) || 0;
+  for (let page = 0; page < LOG_PAGES; page++) {
+    const r = await parley.api("GET", `/api/events/poll?after=${cursor}&wait=0`);
+    if (!S.me || S.me.id !== me) return;
+    const events = (r && r.events) || [];
+    for (const e of events) if (e.type && e.type.startsWith("call.") && e.type !== "call.signal") recordCall(e.data, { persist: false, render: false });
+    const next = r && r.last_id != null ? Number(r.last_id) : events.length ? Number(events[events.length - 1].id) : cursor;
+    if (!Number.isFinite(next) || next <= cursor || !events.length) {
+      if (Number.isFinite(next) && next > cursor) cursor = next;
+      break;
+    }
+    cursor = events.length ? Number(events[events.length - 1].id) : next;
+    if (events.length < 500) break;
+  }
+  const fresh = readLog();
+  fresh.cursor = cursor;
+  for (const c of S.calls.values()) if (FINAL.has(c.state)) fresh.calls[c.id] = c;
+  writeLog(fresh);
+  if (S.current) import("./messages.js").then((m) => m.renderMessages());
+}
+
+/** What a finished call says in the timeline, from this user's side. */
+export function callRecordText(call) {
+  const kind = call.media === "video" ? "video call" : "audio call";
+  const Kind = call.media === "video" ? "Video call" : "Audio call";
+  const mine = S.me && call.caller_id === S.me.id;
+  if (call.state === "missed" || (call.state === "ended" && !call.answered_at && !mine)) {
+    return mine ? { outcome: "missed", text: `${Kind}, no answer` } : { outcome: "missed", text: `Missed ${kind}` };
+  }
+  if (call.state === "declined") return mine ? { outcome: "declined", text: `${Kind} declined` } : { outcome: "declined", text: `You declined a ${kind}` };
+  if (call.state === "ended" && !call.answered_at) return { outcome: "cancelled", text: `Cancelled ${kind}` };
+  const secs = (Date.parse(call.ended_at) - Date.parse(call.answered_at)) / 1000;
+  return { outcome: "completed", text: Number.isFinite(secs) ? `${Kind} · ${duration(secs)}` : Kind };
 }
 
 export function callPeerName(call) {
@@ -50,6 +156,53 @@ export function renderCall() {
   // Audio-only calls play through the (hidden) video element.
   show("call-videos", c.view === "active" && !!c.pc && c.call && c.call.media === "video");
   $("call-videos").dataset.media = c.call ? c.call.media : "";
+  const live = c.view === "active" && !!c.local;
+  const mic = c.local && c.local.getAudioTracks()[0];
+  const cam = c.local && c.local.getVideoTracks()[0];
+  show("call-mute", live && !!mic);
+  show("call-camera", live && !!cam);
+  const muted = !!mic && !mic.enabled;
+  const camOff = !!cam && !cam.enabled;
+  $("call-mute").setAttribute("aria-pressed", String(muted));
+  $("call-mute").textContent = muted ? "Unmute" : "Mute";
+  $("call-camera").setAttribute("aria-pressed", String(camOff));
+  $("call-camera").textContent = camOff ? "Camera on" : "Camera off";
+  renderDuration();
+}
+
+let durationTimer = null;
+
+/** The running time of an answered call, once a second. */
+function renderDuration() {
+  const c = S.call;
+  const answered = c && c.view === "active" && c.call && c.call.answered_at ? Date.parse(c.call.answered_at) : NaN;
+  const el = $("call-duration");
+  if (!Number.isFinite(answered)) {
+    el.hidden = true;
+    clearInterval(durationTimer);
+    durationTimer = null;
+    return;
+  }
+  // The server's clock and ours differ a little; never show a negative time.
+  el.textContent = duration(Math.max(0, (Date.now() - answered) / 1000));
+  el.hidden = false;
+  if (!durationTimer) durationTimer = setInterval(renderDuration, 1000);
+}
+
+export function toggleMute() {
+  const c = S.call;
+  const t = c && c.local && c.local.getAudioTracks()[0];
+  if (!t) return;
+  t.enabled = !t.enabled;
+  renderCall();
+}
+
+export function toggleCamera() {
+  const c = S.call;
+  const t = c && c.local && c.local.getVideoTracks()[0];
+  if (!t) return;
+  t.enabled = !t.enabled;
+  renderCall();
 }
 
 export function callStale(call) {

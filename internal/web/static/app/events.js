@@ -1,12 +1,14 @@
 // Events from the SDK applied to the model and the screen.
 
-import { onCallEvent, onSignal } from "./calls.js";
+import { onCallEvent, onSignal, recordCall } from "./calls.js";
 import { renderChatHeader, renderTyping, scheduleMarkRead } from "./chat.js";
 import { renderDirectory } from "./directory.js";
-import { errText, show, toast } from "./dom.js";
+import { errText, toast } from "./dom.js";
 import { renderConversations } from "./list.js";
 import { renderMessages } from "./messages.js";
 import { newer, recountUnread, storeMessage, upsertConversation } from "./model.js";
+import { notifyMessage } from "./notify.js";
+import { rememberWritten, saveSession } from "./prefs.js";
 import { endSession, loadAll } from "./session.js";
 import { S, parley } from "./state.js";
 import { renderStatus } from "./status.js";
@@ -27,6 +29,8 @@ parley.on("*", (data, ev) => {
 parley.onState(() => renderStatus());
 parley.onQuality(() => renderStatus());
 parley.onOutbox((items, change) => {
+  rememberWritten(items);
+  renderStatus();
   // The HTTP answer can come before the message.created event: show the stored
   // message at once so the bubble does not blink out in between.
   if (change && change.type === "sent" && change.message && change.message.conversation_id && S.loaded) onMessage(change.message, true);
@@ -65,6 +69,7 @@ export function apply(ev) {
     case "call.declined":
     case "call.ended":
     case "call.missed":
+      recordCall(d);
       onCallEvent(ev.type, d);
       break;
     case "call.signal":
@@ -102,7 +107,7 @@ export async function onMessage(m, created) {
   const prevLast = conv.last_message;
   storeMessage(m);
   if (!prevLast || m.seq >= prevLast.seq) conv.last_message = newer(prevLast && prevLast.seq === m.seq ? prevLast : null, m);
-  const fromPeer = S.me && m.sender_id !== S.me.id;
+  const fromPeer = !!S.me && m.sender_id !== S.me.id && m.sender_id != null;
   if (fromPeer) {
     const st = S.typing.get(conv.id);
     if (st && st.userId === m.sender_id) S.typing.delete(conv.id);
@@ -116,6 +121,15 @@ export async function onMessage(m, created) {
     renderTyping();
     if (fromPeer) scheduleMarkRead();
   }
+  if (fromPeer && created && !m.deleted) notifyMessage(conv, m);
+  saveSoon();
+}
+
+let saveTimer = null;
+/** Keeps the offline snapshot fresh without writing storage on every event. */
+function saveSoon() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(saveSession, 2000);
 }
 
 export function onReceipt(r) {

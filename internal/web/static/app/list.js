@@ -1,12 +1,27 @@
-// The conversation list.
+// The conversation list: avatar with presence, name, subject, last message,
+// unread badge, muted mark.
 
 import { openConversation } from "./chat.js";
-import { $, h, preview, shortTime, show } from "./dom.js";
-import { peer, sortedConversations } from "./model.js";
+import { $, avatar, h, icon, shortTime, show } from "./dom.js";
+import { nameOf, peer, sortedConversations } from "./model.js";
+import { isMuted } from "./prefs.js";
 import { S } from "./state.js";
+
+/** A one-line description of a message for the list and notifications. */
+export function messageSummary(m) {
+  if (!m) return "";
+  if (m.deleted) return "Message deleted";
+  const files = Array.isArray(m.attachments) ? m.attachments : [];
+  if (m.body && m.body.trim()) return m.body;
+  if (!files.length) return m.body || "";
+  const images = files.filter((a) => String(a.content_type).startsWith("image/")).length;
+  if (images === files.length) return images === 1 ? "Photo" : `${images} photos`;
+  return files.length === 1 ? `File: ${files[0].name}` : `${files.length} files`;
+}
 
 export function renderConversations() {
   const list = $("conversation-list");
+  if (!S.me) return;
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("[data-testid=conversation-item]");
   const focusedId = focused && focused.dataset.conversationId;
   const convs = sortedConversations();
@@ -15,10 +30,11 @@ export function renderConversations() {
     const typing = S.typing.get(c.id);
     const unread = c.unread_count || 0;
     const last = c.last_message;
-    let preview = "";
-    if (typing) preview = "typing…";
-    else if (last) preview = (last.sender_id === S.me.id ? "You: " : "") + (last.deleted ? "Message deleted" : last.body);
-    const name = p.display_name || p.username || "Unknown";
+    const muted = isMuted(c.id);
+    let text = "";
+    if (typing) text = "typing…";
+    else if (last) text = (last.sender_id === S.me.id ? "You: " : "") + messageSummary(last);
+    const name = nameOf(p);
     const btn = h(
       "button",
       {
@@ -27,11 +43,12 @@ export function renderConversations() {
         "data-testid": "conversation-item",
         "data-conversation-id": c.id,
         "data-unread": unread,
+        "data-muted": muted ? "true" : null,
         "aria-current": c.id === S.current ? "true" : null,
-        "aria-label": `${name}${c.subject ? `, ${c.subject}` : ""}${unread ? `, ${unread} unread` : ""}`,
+        "aria-label": `${name}${c.subject ? `, ${c.subject}` : ""}${p.online ? ", online" : ""}${unread ? `, ${unread} unread` : ""}${muted ? ", muted" : ""}`,
         onclick: () => openConversation(c.id),
       },
-      h("span", { class: "presence", "data-testid": "presence", "data-online": String(!!p.online), title: p.online ? "Online" : "Offline" }),
+      h("span", { class: "avatar-wrap" }, avatar(p), h("span", { class: "presence", "data-testid": "presence", "data-online": String(!!p.online), title: p.online ? "Online" : "Offline" })),
       h(
         "span",
         { class: "conv-main" },
@@ -40,8 +57,13 @@ export function renderConversations() {
         h(
           "span",
           { class: "conv-bottom" },
-          h("span", { class: "conv-last" + (typing ? " typing" : ""), "data-testid": "conversation-last", text: preview }),
-          unread ? h("span", { class: "badge", "data-testid": "unread-badge", "aria-hidden": "true", text: unread > 99 ? "99+" : String(unread) }) : null,
+          h("span", { class: "conv-last" + (typing ? " typing" : ""), "data-testid": "conversation-last", text }),
+          h(
+            "span",
+            { class: "conv-flags" },
+            muted ? h("span", { "data-testid": "muted-mark", title: "Muted" }, icon("bellOff", 14)) : null,
+            unread ? h("span", { class: "badge", "data-testid": "unread-badge", "aria-hidden": "true", text: unread > 99 ? "99+" : String(unread) }) : null,
+          ),
         ),
       ),
     );

@@ -11,6 +11,7 @@ export function rememberUser(u) {
 }
 
 export function userName(id) {
+  if (id == null) return "Parley";
   if (S.me && id === S.me.id) return "You";
   const u = S.users.get(id);
   return u ? u.display_name || u.username : "Someone";
@@ -63,10 +64,33 @@ export function newer(a, b) {
   return (Date.parse(b.edited_at) || 0) >= (Date.parse(a.edited_at) || 0) ? b : a;
 }
 
+/**
+ * Keeps a message in its conversation's loaded block. While the block is a
+ * window into older history (after a jump to a search result), a newer message
+ * that does not touch it is left out, so the block never has a hole.
+ */
 export function storeMessage(m) {
   const st = messageStore(m.conversation_id);
   if (!st) return;
+  if (st.newerMissing && !st.bySeq.has(m.seq) && st.bySeq.size && m.seq > maxSeq(st) + 1) return;
   st.bySeq.set(m.seq, newer(st.bySeq.get(m.seq), m));
+}
+
+export function maxSeq(st) {
+  let n = 0;
+  for (const k of st.bySeq.keys()) if (k > n) n = k;
+  return n;
+}
+
+export function minSeq(st) {
+  let n = Infinity;
+  for (const k of st.bySeq.keys()) if (k < n) n = k;
+  return n === Infinity ? 0 : n;
+}
+
+/** The display name of a user object (display name, else username). */
+export function nameOf(u) {
+  return (u && (u.display_name || u.username)) || "Unknown";
 }
 
 export function recountUnread(conv) {
@@ -75,6 +99,6 @@ export function recountUnread(conv) {
   let n = 0;
   for (const m of st.bySeq.values()) if (m.sender_id !== S.me.id && !m.deleted && m.seq > (conv.last_read_seq || 0)) n++;
   // Only trust the count when the loaded messages reach back past the marker.
-  const minSeq = Math.min(...st.bySeq.keys());
-  if (!st.hasMore || minSeq <= (conv.last_read_seq || 0) + 1) conv.unread_count = n;
+  if (st.newerMissing) return;
+  if (!st.hasMore || minSeq(st) <= (conv.last_read_seq || 0) + 1) conv.unread_count = n;
 }

@@ -1,6 +1,8 @@
-// Screens and panes (which part of the app shows).
+// Screens (loading, auth, main) and the panes of the main screen (list, chat,
+// directory, profile; on a phone one pane shows at a time).
 
 import { $, setText, show } from "./dom.js";
+import { pushRoute } from "./router.js";
 import { S } from "./state.js";
 
 export function setScreen(name) {
@@ -15,6 +17,7 @@ export function setPane(name) {
   $("app").dataset.pane = name;
   show("chat-view", name === "chat" && !!S.current);
   show("directory-view", name === "directory");
+  show("profile-view", name === "profile");
   show("empty-view", name === "list" || (name === "chat" && !S.current));
 }
 
@@ -31,6 +34,7 @@ export function showAuth(notice) {
 }
 
 export function setAuthMode(mode) {
+  if (mode === "register" && S.config.registration === "closed") mode = "login";
   $("auth-view").dataset.mode = mode;
   show("login-form", mode === "login");
   show("register-form", mode === "register");
@@ -40,4 +44,10 @@ export function setAuthMode(mode) {
 export function authError(msg) {
   setText("auth-error", msg);
   show("auth-error", true);
+}
+
+/** Back from the directory or the profile: to the open conversation, else the list. */
+export function leavePane() {
+  pushRoute(S.current ? { c: S.current } : {});
+  setPane(S.current ? "chat" : "list");
 }

@@ -8,7 +8,9 @@ export const S = {
   me: null,
   users: new Map(), // id → user
   conversations: new Map(), // id → conversation
-  messages: new Map(), // conversation id → { bySeq: Map<seq, message>, hasMore, loading }
+  // conversation id → { bySeq: Map<seq, message>, hasMore (older exist),
+  // newerMissing (the loaded block ends before the newest message), loading }
+  messages: new Map(),
   current: null, // open conversation id
   pane: "list",
   typing: new Map(), // conversation id → { userId, until }
@@ -17,10 +19,16 @@ export const S = {
   directory: [],
   newConvTo: null, // professional chosen in the directory
   call: null,
+  calls: new Map(), // call id → call, for the records in the timeline
   loaded: false,
+  offline: false, // started from the cached session while the server was unreachable
   queue: [], // events that arrived before the first load
   sessionUnsubs: [],
-  config: { callTimeoutMs: 30000, maxBodyChars: 4000 },
+  unreadFrom: new Map(), // conversation id → read marker when it was opened (the "new" divider)
+  pendingDeletes: new Map(), // message id → { timer, message } during the undo window
+  sentAttachments: new Map(), // client_id → attachments of a message still in the outbox
+  uploads: [], // files attached to the composer: { key, file, name, size, type, progress, state, attachment, xhr, url }
+  config: { callTimeoutMs: 30000, maxBodyChars: 4000, iceServers: [], registration: "open", maxAttachment: 10 * 1024 * 1024, vapidKey: "" },
 };
 
 window.parleyApp = { parley, state: S };
