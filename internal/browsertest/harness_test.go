@@ -401,7 +401,7 @@ func (tb *tab) waitFor(what, cond string, timeout time.Duration, show string) {
 	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for {
-		raw, err := tb.evalErr("!!(" + cond + ")")
+		raw, err := tb.evalErr("(async () => !!(await (" + cond + ")))()")
 		if err == nil && raw == "true" {
 			return
 		}

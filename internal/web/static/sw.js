@@ -6,9 +6,11 @@
 // Nothing under /api/ (or anything else outside the shell) is touched: those
 // requests go to the network as if there were no service worker.
 //
-// Push: a push message (JSON {title, body, conversation_id, url, tag}) shows a
-// notification; clicking it focuses a tab of the app on that conversation, or
-// opens one.
+// Push: a push message (the server's JSON: {type: "message.created",
+// conversation_id, message_id, sender_name, preview (null when previews are
+// off), attachments (a count), …}) shows a notification, unless a tab of the
+// app is in front; clicking it focuses a tab of the app on that conversation,
+// or opens one.
 
 const CACHE = "parley-shell-v1";
 
@@ -93,16 +95,17 @@ self.addEventListener("push", (event) => {
   } catch {
     d = { body: event.data ? event.data.text() : "" };
   }
-  const conv = d.conversation_id || (d.message && d.message.conversation_id) || "";
-  const title = d.title || "New message";
-  const body = d.body || (d.message && d.message.body) || "";
+  const conv = d.conversation_id || "";
+  const title = d.title || d.sender_name || "New message";
+  const files = Number(d.attachments) || 0;
+  const body = typeof d.preview === "string" && d.preview ? d.preview : d.body || (files ? (files === 1 ? "Sent a file" : `Sent ${files} files`) : "New message");
   const url = d.url || (conv ? `/?c=${encodeURIComponent(conv)}` : "/");
   event.waitUntil(
     (async () => {
       // A visible tab of the app shows the message itself.
       const wins = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
       if (wins.some((w) => w.visibilityState === "visible" && w.focused)) return;
-      await self.registration.showNotification(title, { body: String(body).slice(0, 200), tag: d.tag || (conv ? `parley:${conv}` : "parley"), renotify: true, data: { url, conversation_id: conv } });
+      await self.registration.showNotification(title, { body: String(body).slice(0, 200), tag: conv ? `parley:${conv}` : "parley", renotify: true, data: { url, conversation_id: conv, message_id: d.message_id || "" } });
     })(),
   );
 });

@@ -7,7 +7,7 @@ import { $, avatar, errText, icon, preview, setText, shortTime, show, toast, nar
 import { renderConversations } from "./list.js";
 import { renderMessages } from "./messages.js";
 import { maxSeq, messageStore, minSeq, nameOf, peer, storeMessage, userName } from "./model.js";
-import { isMuted, setMuted } from "./prefs.js";
+import { isMuted, saveSession, setMuted } from "./prefs.js";
 import { pushRoute } from "./router.js";
 import { setPane } from "./screens.js";
 import { S, parley } from "./state.js";
@@ -75,6 +75,7 @@ export async function openConversation(id, { keepPane = false, fromRoute = false
     scrollToDivider();
   }
   scheduleMarkRead();
+  if (S.loaded && focusSeq == null) saveSession();
   if (!keepPane && !narrow() && focusSeq == null) $("message-input").focus();
 }
 

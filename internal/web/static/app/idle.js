@@ -8,6 +8,7 @@ import { S, parley } from "./state.js";
 
 const LEAD_MS = 60000;
 let timer = null;
+let quiet = false;
 
 /** When the session will end for inactivity (ms since the epoch), or null. */
 export function idleDeadline() {
@@ -36,8 +37,15 @@ function tick() {
   if (left <= lead() && left > -5000) {
     setText("idle-countdown", String(Math.max(0, Math.ceil(left / 1000))));
     if (!dlg.open) {
-      dlg.showModal();
-      $("idle-stay").focus();
+      // Opening the dialog moves focus into it; that is not the person being
+      // active, so the SDK's activity listener must not see it.
+      quiet = true;
+      try {
+        dlg.showModal();
+        $("idle-stay").focus();
+      } finally {
+        quiet = false;
+      }
     }
   } else if (dlg.open) dlg.close();
 }
@@ -55,6 +63,17 @@ export function stopIdleWatch() {
 }
 
 export function wireIdle() {
+  // Registered before the SDK's own capture listeners (wire() runs before
+  // connect()), so it can hide the focus moves the app makes itself.
+  for (const type of ["focus", "focusin"]) {
+    window.addEventListener(
+      type,
+      (e) => {
+        if (quiet) e.stopImmediatePropagation();
+      },
+      { capture: true },
+    );
+  }
   $("idle-stay").addEventListener("click", () => {
     // The click is activity for the SDK already; tell the server now too, so
     // its timer restarts even if the SDK's last report was recent.

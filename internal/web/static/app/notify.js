@@ -207,7 +207,7 @@ export async function subscribePush() {
   if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(S.config.vapidKey) });
   const json = sub.toJSON();
   if (typeof parley.subscribePush === "function") await parley.subscribePush(json);
-  else await parley.api("POST", "/api/push/subscriptions", json);
+  else await parley.api("POST", "/api/push/subscription", { endpoint: json.endpoint, keys: json.keys });
 }
 
 async function unsubscribePush() {
@@ -218,5 +218,5 @@ async function unsubscribePush() {
   const json = sub.toJSON();
   await sub.unsubscribe();
   if (typeof parley.unsubscribePush === "function") await parley.unsubscribePush(json);
-  else await parley.api("DELETE", "/api/push/subscriptions", { endpoint: json.endpoint }).catch(() => {});
+  else await parley.api("DELETE", "/api/push/subscription").catch(() => {});
 }

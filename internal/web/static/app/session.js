@@ -28,7 +28,7 @@ export async function loadConfig() {
   if (raw.max_attachment_bytes > 0) S.config.maxAttachment = raw.max_attachment_bytes;
   if (Array.isArray(raw.ice_servers)) S.config.iceServers = raw.ice_servers;
   if (typeof raw.registration === "string") S.config.registration = raw.registration;
-  const vapid = raw.vapid_public_key || raw.push_public_key || (raw.web_push && raw.web_push.public_key);
+  const vapid = raw.push_public_key;
   if (typeof vapid === "string") S.config.vapidKey = vapid;
   $("message-input").maxLength = S.config.maxBodyChars;
   $("new-conversation-body").maxLength = S.config.maxBodyChars;
