@@ -69,7 +69,7 @@ type axeViolation struct {
 
 // axe runs axe-core on the page (injected once per page) and returns the
 // serious and critical violations, and the count of all.
-func (tb *tab) axe() (bad []axeViolation, total int) {
+func (tb *tab) axe() (bad, others []axeViolation) {
 	tb.t.Helper()
 	src, err := axeSource()
 	if err != nil {
@@ -89,9 +89,11 @@ func (tb *tab) axe() (bad []axeViolation, total int) {
 	for _, v := range res {
 		if v.Impact == "serious" || v.Impact == "critical" {
 			bad = append(bad, v)
+		} else {
+			others = append(others, v)
 		}
 	}
-	return bad, len(res)
+	return bad, others
 }
 
 // axeReport collects each screen's result for the summary at the end.
@@ -101,19 +103,25 @@ type axeReport struct {
 	bad  int
 }
 
-func (r *axeReport) add(screen, lookName string, bad []axeViolation, total int) {
+func (r *axeReport) add(screen, lookName string, bad, others []axeViolation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ids := make([]string, 0, len(bad))
-	for _, v := range bad {
-		ids = append(ids, v.Impact+":"+v.ID)
+	ids := func(vs []axeViolation) string {
+		var s []string
+		for _, v := range vs {
+			s = append(s, v.Impact+":"+v.ID)
+		}
+		return strings.Join(s, ", ")
 	}
 	r.bad += len(bad)
 	status := "ok"
 	if len(bad) > 0 {
-		status = "FAIL " + strings.Join(ids, ", ")
+		status = "FAIL " + ids(bad)
 	}
-	r.rows = append(r.rows, fmt.Sprintf("%-16s %-14s serious/critical=%d minor/moderate=%d %s", screen, lookName, len(bad), total-len(bad), status))
+	if len(others) > 0 {
+		status += " (" + ids(others) + ")"
+	}
+	r.rows = append(r.rows, fmt.Sprintf("%-17s %-13s serious/critical=%d minor/moderate=%d %s", screen, lookName, len(bad), len(others), status))
 }
 
 func (r *axeReport) summary() string {
@@ -128,8 +136,8 @@ func (r *axeReport) summary() string {
 // critical violation, and takes its screenshot.
 func (r *axeReport) check(t *testing.T, tb *tab, screen string, l look) {
 	t.Helper()
-	bad, total := tb.axe()
-	r.add(screen, l.name, bad, total)
+	bad, others := tb.axe()
+	r.add(screen, l.name, bad, others)
 	for _, v := range bad {
 		t.Errorf("axe %s (%s) on %s, %s: %s\n  %s", v.ID, v.Impact, screen, l.name, v.Help, strings.Join(v.Nodes, "\n  "))
 	}

@@ -47,13 +47,12 @@ export function renderDirectory() {
   const items = shown.map((u) => {
     const bio = h("span", { class: "pro-bio", "data-testid": "professional-bio" });
     appendMarked(bio, u.bio || "", terms);
-    const label = [nameOf(u), u.username ? `@${u.username}` : "", u.online ? "online" : "", u.bio || "", talking.has(u.id) ? "you already have a conversation" : ""].filter(Boolean).join(", ");
     return h(
       "li",
       {},
       h(
         "button",
-        { type: "button", class: "professional-item", "data-testid": "professional-item", "data-user-id": u.id, "aria-label": label, onclick: () => chooseProfessional(u) },
+        { type: "button", class: "professional-item", "data-testid": "professional-item", "data-user-id": u.id, onclick: () => chooseProfessional(u) },
         h("span", { class: "avatar-wrap" }, avatar(u), h("span", { class: "presence", "data-testid": "presence", "data-online": String(!!u.online) })),
         h(
           "span",

@@ -107,10 +107,8 @@ export function renderMessages({ stick = false, scrollBottom = false } = {}) {
         editing: S.editing === m.id,
         time: shownTime(m, own),
       };
-      if (!dividerDone && !own && !system && m.seq > unreadFrom) {
-        views.push({ kind: "new", key: "new", sig: "new" });
-        dividerDone = true;
-      }
+      v.newHere = !dividerDone && !own && !system && m.seq > unreadFrom;
+      if (v.newHere) dividerDone = true;
     } else {
       const it = e.item;
       const grouped = !!prev && prev.sender_id === S.me.id;
@@ -129,7 +127,7 @@ export function renderMessages({ stick = false, scrollBottom = false } = {}) {
           body: it.body,
           created_at: created,
           reply_to: it.reply_to_id ? replyRef(it.reply_to_id) : null,
-          attachments: it.attachments || S.sentAttachments.get(it.client_id) || [],
+          attachments: (it.extra && it.extra.attachments) || it.attachments || S.sentAttachments.get(it.client_id) || [],
           deleted: false,
         },
         error: it.error,
@@ -142,6 +140,10 @@ export function renderMessages({ stick = false, scrollBottom = false } = {}) {
       if (v.kind === "message") v.grouped = false;
     }
     if (day) prevDay = day;
+    if (v.newHere) {
+      views.push({ kind: "new", key: "new", sig: "new" });
+      v.grouped = false;
+    }
     views.push(v);
     if (v.kind === "message") prev = v.msg.id ? v.msg : { sender_id: S.me.id };
     else prev = null;
@@ -195,8 +197,8 @@ function signature(v) {
 }
 
 function viewElement(v, sig) {
-  if (v.kind === "day") return h("li", { class: "day-separator", "data-testid": "day-separator", "data-key": v.key, "data-sig": sig, role: "separator", "aria-label": v.label }, h("span", { "aria-hidden": "true", text: v.label }));
-  if (v.kind === "new") return h("li", { class: "new-divider", "data-testid": "new-divider", "data-key": v.key, "data-sig": sig, role: "separator", "aria-label": "New messages" }, h("span", { "aria-hidden": "true", text: "New messages" }));
+  if (v.kind === "day") return h("li", { class: "day-separator", "data-testid": "day-separator", "data-key": v.key, "data-sig": sig }, h("span", { text: v.label }));
+  if (v.kind === "new") return h("li", { class: "new-divider", "data-testid": "new-divider", "data-key": v.key, "data-sig": sig }, h("span", { text: "New messages" }));
   if (v.kind === "call") {
     const r = callRecordText(v.call);
     return h(
@@ -242,9 +244,9 @@ function attachmentsView(m) {
           h("img", { src: a.url, alt: a.name || "Image", loading: "lazy", decoding: "async" }),
         );
       }
-      const body = [icon("file", 22), h("span", { class: "file-meta" }, h("span", { class: "file-name", text: a.name || "File" }), h("span", { class: "file-size", text: fileSize(a.size) }))];
+      const body = [icon("file", 22), h("span", { class: "file-meta" }, h("span", { class: "file-name" }, a.url ? h("span", { class: "visually-hidden", text: "Download " }) : null, a.name || "File"), h("span", { class: "file-size", text: fileSize(a.size) }))];
       if (!a.url) return h("span", { class: "file-card", "data-testid": "attachment-file" }, body);
-      return h("a", { class: "file-card", "data-testid": "attachment-file", "data-attachment-id": a.id || null, href: a.url, download: a.name || "", rel: "noopener noreferrer", "aria-label": `Download ${a.name || "file"}, ${fileSize(a.size)}` }, body);
+      return h("a", { class: "file-card", "data-testid": "attachment-file", "data-attachment-id": a.id || null, href: a.url, download: a.name || "", rel: "noopener noreferrer" }, body);
     }),
   );
 }
@@ -290,10 +292,9 @@ function messageElement(v, sig) {
           class: "quote",
           "data-testid": "message-quote",
           "data-reply-to-id": m.reply_to.id,
-          "aria-label": `Reply to ${userName(m.reply_to.sender_id)}: ${m.reply_to.preview}`,
           onclick: () => jumpTo(m.reply_to.id),
         },
-        h("span", { class: "quote-author", text: m.reply_to.sender_id ? userName(m.reply_to.sender_id) : "" }),
+        h("span", { class: "quote-author" }, h("span", { class: "visually-hidden", text: "In reply to " }), m.reply_to.sender_id ? userName(m.reply_to.sender_id) : ""),
         h("span", { class: "quote-text", text: m.reply_to.preview || "" }),
       ),
     );

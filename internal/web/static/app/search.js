@@ -34,7 +34,8 @@ function resultItem(m, q, { inChat }) {
   const who = m.sender_id == null ? "Parley" : userName(m.sender_id);
   const title = inChat ? who : nameOf(p);
   const text = h("span", { class: "result-body" });
-  appendMarked(text, (inChat ? "" : `${who}: `) + preview(messageSummary(m), 160), words(q));
+  const prefix = inChat || m.sender_id !== (S.me && S.me.id) ? "" : "You: ";
+  appendMarked(text, prefix + preview(messageSummary(m), 160), words(q));
   return h(
     "li",
     {},
