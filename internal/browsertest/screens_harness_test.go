@@ -193,20 +193,40 @@ func (tb *tab) setHidden(hidden bool) {
 	tb.waitFor("visibilityState "+want, `document.visibilityState === `+q(want), waitLong, `document.visibilityState`)
 }
 
-// swNotification is one notification the page's service worker shows.
+// swNotification is one notification the page asked the browser to show.
 type swNotification struct {
 	Title string         `json:"title"`
 	Body  string         `json:"body"`
 	Tag   string         `json:"tag"`
 	Data  map[string]any `json:"data"`
+	Via   string         `json:"via"` // "service-worker" or "page"
 }
 
-// notifications lists the notifications shown through the page's service
-// worker registration (ServiceWorkerRegistration.getNotifications).
+// recordNotifications wraps ServiceWorkerRegistration.showNotification and
+// the Notification constructor in the page so that every notification the
+// app shows is also noted in window.__shown (the real call still happens).
+// ServiceWorkerRegistration.getNotifications would be the natural witness,
+// but headless Chromium sometimes leaves a notification it has shown out of
+// that list.
+func (tb *tab) recordNotifications() {
+	tb.t.Helper()
+	tb.eval(`(() => {
+		if (window.__shown) return true;
+		window.__shown = [];
+		const note = (via, title, o) => window.__shown.push({title, body: (o && o.body) || "", tag: (o && o.tag) || "", data: (o && o.data) || {}, via});
+		const show = ServiceWorkerRegistration.prototype.showNotification;
+		ServiceWorkerRegistration.prototype.showNotification = function (title, o) { note("service-worker", title, o); return show.call(this, title, o); };
+		const N = window.Notification;
+		window.Notification = class extends N { constructor(title, o) { super(title, o); note("page", title, o); } };
+		return true;
+	})()`, nil)
+}
+
+// notifications lists what recordNotifications noted.
 func (tb *tab) notifications() []swNotification {
 	tb.t.Helper()
 	var out []swNotification
-	tb.eval(`navigator.serviceWorker.getRegistration().then(r => r ? r.getNotifications() : []).then(ns => ns.map(n => ({title: n.title, body: n.body, tag: n.tag, data: n.data || {}})))`, &out)
+	tb.eval(`window.__shown || []`, &out)
 	return out
 }
 

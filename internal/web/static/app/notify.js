@@ -120,6 +120,7 @@ async function claim(id, visible) {
 
 async function showNotification(conv, m) {
   const title = nameOf(peer(conv));
+
   const opts = { body: messageSummary(m).slice(0, 200), tag: `parley:${conv.id}`, renotify: true, data: { url: `/?c=${encodeURIComponent(conv.id)}`, conversation_id: conv.id, message_id: m.id } };
   try {
     const reg = navigator.serviceWorker && (await navigator.serviceWorker.getRegistration());
@@ -127,8 +128,8 @@ async function showNotification(conv, m) {
       await reg.showNotification(title, opts);
       return;
     }
-  } catch {
-    /* fall back to a page notification */
+  } catch (err) {
+    console.warn("notification through the service worker:", err);
   }
   try {
     const n = new Notification(title, opts);
