@@ -23,7 +23,7 @@ export function iceServers() {
   } catch {
     /* a bad override falls back to the server's */
   }
-  return Array.isArray(S.config.iceServers) ? S.config.iceServers : [];
+  return parley.iceServers || [];
 }
 
 // --- records in the timeline ------------------------------------------------

@@ -1,5 +1,5 @@
 // The composer: text, replies, and files (picked, dropped or pasted), uploaded
-// at once with progress and sent with the message.
+// at once with progress (the SDK's uploadAttachment) and sent with the message.
 
 import { jumpToLatest, renderReply } from "./chat.js";
 import { $, autosize, fileSize, h, icon, toast } from "./dom.js";
@@ -36,10 +36,7 @@ export function sendCurrent() {
   const st = messageStore(id);
   if (st && st.newerMissing) jumpToLatest();
   const opts = { replyToId: reply ? reply.id : undefined, clientId };
-  if (attachments.length) {
-    opts.attachmentIds = attachments.map((a) => a.id);
-    opts.attachments = attachments;
-  }
+  if (attachments.length) opts.attachmentIds = attachments.map((a) => a.id);
   parley
     .send(id, body, opts)
     .catch(() => {
@@ -70,7 +67,7 @@ export function addFiles(fileList) {
       progress: 0,
       state: "uploading",
       attachment: null,
-      xhr: null,
+      abort: null,
       url: file.type && file.type.startsWith("image/") ? URL.createObjectURL(file) : null,
       error: "",
     };
@@ -87,42 +84,39 @@ function upload(u) {
   u.state = "uploading";
   u.progress = 0;
   u.error = "";
-  const xhr = new XMLHttpRequest();
-  u.xhr = xhr;
-  xhr.open("POST", `/api/conversations/${encodeURIComponent(u.conversationId)}/attachments?name=${encodeURIComponent(u.name)}`);
-  xhr.setRequestHeader("Content-Type", u.type);
-  xhr.setRequestHeader("Accept", "application/json");
-  xhr.responseType = "json";
-  xhr.upload.onprogress = (e) => {
-    if (e.lengthComputable) {
-      u.progress = e.loaded / e.total;
-      updateTrayItem(u);
-    }
-  };
-  xhr.onload = () => {
-    u.xhr = null;
-    if (xhr.status === 201 || xhr.status === 200) {
+  const ctrl = new AbortController();
+  u.abort = ctrl;
+  parley
+    .uploadAttachment(u.conversationId, u.file, {
+      name: u.name,
+      contentType: u.type,
+      signal: ctrl.signal,
+      onProgress: (p) => {
+        if (p.total) {
+          u.progress = p.loaded / p.total;
+          updateTrayItem(u);
+        }
+      },
+    })
+    .then((att) => {
       u.state = "done";
       u.progress = 1;
-      u.attachment = xhr.response;
-    } else {
+      u.attachment = att;
+      renderTray();
+    })
+    .catch((err) => {
+      if (err && err.code === "aborted") return;
       u.state = "failed";
-      const err = xhr.response && xhr.response.error;
-      u.error = xhr.status === 413 ? `Too large (at most ${fileSize(S.config.maxAttachment)})` : (err && err.message) || `Upload failed (${xhr.status})`;
-    }
-    renderTray();
-  };
-  xhr.onerror = () => {
-    u.xhr = null;
-    u.state = "failed";
-    u.error = "Upload failed: no connection";
-    renderTray();
-  };
-  xhr.send(u.file);
+      u.error = err && err.status === 413 ? `Too large (at most ${fileSize(S.config.maxAttachment)})` : err && err.code === "network_error" ? "Upload failed: no connection" : (err && err.message) || "Upload failed";
+      renderTray();
+    })
+    .finally(() => {
+      if (u.abort === ctrl) u.abort = null;
+    });
 }
 
 function dropUpload(u, { keepURL = false } = {}) {
-  if (u.xhr) u.xhr.abort();
+  if (u.abort) u.abort.abort();
   if (u.url && !keepURL) URL.revokeObjectURL(u.url);
   S.uploads = S.uploads.filter((x) => x !== u);
 }

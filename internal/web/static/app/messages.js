@@ -127,7 +127,7 @@ export function renderMessages({ stick = false, scrollBottom = false } = {}) {
           body: it.body,
           created_at: created,
           reply_to: it.reply_to_id ? replyRef(it.reply_to_id) : null,
-          attachments: (it.extra && it.extra.attachments) || it.attachments || S.sentAttachments.get(it.client_id) || [],
+          attachments: S.sentAttachments.get(it.client_id) || pendingFiles(it),
           deleted: false,
         },
         error: it.error,
@@ -180,6 +180,12 @@ export function onScroll() {
   const sc = $("message-scroller");
   if (sc.scrollTop < 40) import("./chat.js").then((c) => c.loadOlder());
   else if (sc.scrollHeight - sc.scrollTop - sc.clientHeight < 40) loadNewer();
+}
+
+/** Files of an outbox item sent from another tab or before a reload: named only by id. */
+function pendingFiles(it) {
+  const ids = (it.extra && it.extra.attachment_ids) || [];
+  return ids.map((id) => ({ id, name: "Attachment", content_type: "", size: 0, url: "" }));
 }
 
 function replyRef(id) {
@@ -244,7 +250,7 @@ function attachmentsView(m) {
           h("img", { src: a.url, alt: a.name || "Image", loading: "lazy", decoding: "async" }),
         );
       }
-      const body = [icon("file", 22), h("span", { class: "file-meta" }, h("span", { class: "file-name" }, a.url ? h("span", { class: "visually-hidden", text: "Download " }) : null, a.name || "File"), h("span", { class: "file-size", text: fileSize(a.size) }))];
+      const body = [icon("file", 22), h("span", { class: "file-meta" }, h("span", { class: "file-name" }, a.url ? h("span", { class: "visually-hidden", text: "Download " }) : null, a.name || "File"), h("span", { class: "file-size", text: a.size ? fileSize(a.size) : "" }))];
       if (!a.url) return h("span", { class: "file-card", "data-testid": "attachment-file" }, body);
       return h("a", { class: "file-card", "data-testid": "attachment-file", "data-attachment-id": a.id || null, href: a.url, download: a.name || "", rel: "noopener noreferrer" }, body);
     }),

@@ -191,33 +191,21 @@ export function playSound() {
 
 // --- Web Push ----------------------------------------------------------------------
 
-function keyBytes(b64) {
-  const s = atob((b64 + "===".slice((b64.length + 3) % 4)).replace(/-/g, "+").replace(/_/g, "/"));
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
-}
-
 /**
- * Subscribes this browser to Web Push with the server's VAPID key and gives the
- * subscription to the server, so a message reaches the person when no tab is
- * open. Silently does nothing where push is unavailable.
+ * Subscribes this browser to Web Push (the SDK uses the server's VAPID key and
+ * registers the subscription for this session), so a message reaches the
+ * person when no tab is open. Does nothing where the server or the browser
+ * has no push.
  */
 export async function subscribePush() {
-  if (!S.config.vapidKey || !("serviceWorker" in navigator) || typeof PushManager !== "function") return;
+  if (!("serviceWorker" in navigator) || typeof PushManager !== "function") return;
+  if (!(await parley.pushPublicKey())) return;
   const reg = await navigator.serviceWorker.ready;
-  let sub = await reg.pushManager.getSubscription();
-  if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: keyBytes(S.config.vapidKey) });
-  const json = sub.toJSON();
-  if (typeof parley.subscribePush === "function") await parley.subscribePush(json);
-  else await parley.api("POST", "/api/push/subscription", { endpoint: json.endpoint, keys: json.keys });
+  await parley.subscribePush(reg);
 }
 
 async function unsubscribePush() {
   if (!("serviceWorker" in navigator)) return;
   const reg = await navigator.serviceWorker.getRegistration();
-  const sub = reg && (await reg.pushManager.getSubscription());
-  if (!sub) return;
-  const json = sub.toJSON();
-  await sub.unsubscribe();
-  if (typeof parley.unsubscribePush === "function") await parley.unsubscribePush(json);
-  else await parley.api("DELETE", "/api/push/subscription").catch(() => {});
+  await parley.unsubscribePush(reg || undefined);
 }

@@ -61,7 +61,7 @@ async function save(e) {
   try {
     const body = { bio };
     if (display_name) body.display_name = display_name;
-    const u = typeof parley.updateMe === "function" ? await parley.updateMe(body) : await parley.api("PATCH", "/api/me", body);
+    const u = await parley.updateProfile(body);
     S.me = { ...S.me, ...u };
     rememberUser(S.me);
     renderMe();

@@ -21,11 +21,8 @@ function words(q) {
     .filter(Boolean);
 }
 
-async function runSearch(q, conversationId) {
-  const params = new URLSearchParams({ q, limit: "30" });
-  if (conversationId) params.set("conversation_id", conversationId);
-  if (typeof parley.search === "function") return parley.search(q, { conversationId, limit: 30 });
-  return parley.api("GET", `/api/search?${params}`);
+function runSearch(q, conversationId) {
+  return parley.search(q, { conversationId: conversationId || undefined, limit: 30 });
 }
 
 function resultItem(m, q, { inChat }) {

@@ -26,10 +26,7 @@ export async function loadConfig() {
   if (raw.call_timeout_ms > 0) S.config.callTimeoutMs = raw.call_timeout_ms;
   if (raw.max_body_chars > 0) S.config.maxBodyChars = raw.max_body_chars;
   if (raw.max_attachment_bytes > 0) S.config.maxAttachment = raw.max_attachment_bytes;
-  if (Array.isArray(raw.ice_servers)) S.config.iceServers = raw.ice_servers;
   if (typeof raw.registration === "string") S.config.registration = raw.registration;
-  const vapid = raw.push_public_key;
-  if (typeof vapid === "string") S.config.vapidKey = vapid;
   $("message-input").maxLength = S.config.maxBodyChars;
   $("new-conversation-body").maxLength = S.config.maxBodyChars;
   // Closed registration: no way to the register form.

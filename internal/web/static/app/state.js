@@ -27,8 +27,8 @@ export const S = {
   unreadFrom: new Map(), // conversation id → read marker when it was opened (the "new" divider)
   pendingDeletes: new Map(), // message id → { timer, message } during the undo window
   sentAttachments: new Map(), // client_id → attachments of a message still in the outbox
-  uploads: [], // files attached to the composer: { key, file, name, size, type, progress, state, attachment, xhr, url }
-  config: { callTimeoutMs: 30000, maxBodyChars: 4000, iceServers: [], registration: "open", maxAttachment: 10 * 1024 * 1024, vapidKey: "" },
+  uploads: [], // files attached to the composer: { key, file, name, size, type, progress, state, attachment, abort, url }
+  config: { callTimeoutMs: 30000, maxBodyChars: 4000, registration: "open", maxAttachment: 10 * 1024 * 1024 },
 };
 
 window.parleyApp = { parley, state: S };
