@@ -38,11 +38,12 @@ func uploadAttachment(t *testing.T, base string, as account, convID, name, ctype
 // TestScreensAccessible: every main screen — login, register (with its
 // inline errors), conversation list, chat (day separator, new-messages
 // divider, link, image, file, call record), directory (search, two people
-// with one name), profile, search results, call panel (incoming, active) —
+// with one name), profile, search results, call panel (incoming, active),
 // in light and dark at 1280×800 and 390×844: axe-core finds no serious or
 // critical violation, and a screenshot of each goes to
-// test-artifacts/screenshots/<screen>-<size>-<theme>.png. The idle dialog
-// is checked by TestIdleWarning. A summary per screen is logged.
+// test-artifacts/screenshots/<screen>-<size>-<theme>.png — and the idle
+// warning dialog (opened here directly; TestIdleWarning checks when it
+// comes). A summary per screen is logged.
 func TestScreensAccessible(t *testing.T) {
 	rootBrowser(t)
 	t.Parallel()
@@ -203,6 +204,11 @@ func TestScreensAccessible(t *testing.T) {
 		t.Errorf("bio on the server = %q (%d)", me.Bio, r.Status)
 	}
 	each(cl, "profile", nil)
+
+	// The idle warning, as the app shows it (TestIdleWarning checks when).
+	cl.eval(`(() => { document.getElementById("idle-countdown").textContent = "42"; document.getElementById("idle-dialog").showModal(); return true })()`, nil)
+	each(cl, "idle-dialog", nil)
+	cl.eval(`document.getElementById("idle-dialog").close(), true`, nil)
 
 	t.Logf("axe-core summary (serious or critical violations fail the test):\n%s", rep.summary())
 	if dir := screenshotDir(t); dir != "" {
