@@ -97,7 +97,8 @@ export function renderMessages({ stick = false, scrollBottom = false } = {}) {
       const pendingDelete = S.pendingDeletes.has(m.id);
       const grouped = !system && !!prev && prev.sender_id === m.sender_id && !prev.deleted && Date.parse(m.created_at) - Date.parse(prev.created_at) < GROUP_MS;
       v = {
-        kind: system ? "system" : "message",
+        kind: "message",
+        system,
         key: `m:${m.id}`,
         own,
         grouped,
@@ -199,7 +200,7 @@ function signature(v) {
   if (v.kind === "call") return JSON.stringify(["call", v.call.id, v.call.state, v.call.answered_at, v.call.ended_at]);
   const m = v.msg;
   const files = (m.attachments || []).map((a) => a.id || a.name);
-  return JSON.stringify([v.key, v.kind, v.own, v.grouped, v.status, m.body, m.deleted, m.edited_at || null, m.reply_to ? m.reply_to.preview : null, v.editing || false, v.error || null, m.seq, v.undo || false, v.time, files]);
+  return JSON.stringify([v.key, v.kind, v.system || false, v.own, v.grouped, v.status, m.body, m.deleted, m.edited_at || null, m.reply_to ? m.reply_to.preview : null, v.editing || false, v.error || null, m.seq, v.undo || false, v.time, files]);
 }
 
 function viewElement(v, sig) {
@@ -211,25 +212,6 @@ function viewElement(v, sig) {
       "li",
       { class: "call-record", "data-testid": "call-record", "data-call-id": v.call.id, "data-outcome": r.outcome, "data-key": v.key, "data-sig": sig },
       h("span", {}, icon(r.outcome === "missed" || r.outcome === "declined" ? "phoneMissed" : v.call.media === "video" ? "video" : "phone", 14), h("span", { text: r.text }), h("time", { datetime: v.call.created_at, title: fullTime(v.call.created_at), text: clockTime(v.call.created_at) })),
-    );
-  }
-  if (v.kind === "system") {
-    const m = v.msg;
-    return h(
-      "li",
-      {
-        class: "system-note",
-        "data-testid": "message",
-        "data-kind": "system",
-        "data-key": v.key,
-        "data-sig": sig,
-        "data-message-id": m.id,
-        "data-seq": String(m.seq),
-        "data-status": "received",
-        "data-own": "false",
-        "data-deleted": String(!!m.deleted),
-      },
-      h("span", {}, appendRich(h("span", { class: "body", "data-testid": "message-body" }), m.deleted ? "Message deleted" : m.body)),
     );
   }
   return messageElement(v, sig);
@@ -271,8 +253,9 @@ function messageElement(v, sig) {
   const m = v.msg;
   const own = v.own;
   const attrs = {
-    class: `message${own ? " own" : " theirs"}${v.grouped ? " grouped" : ""}${m.deleted ? " deleted" : ""} status-${v.status}`,
+    class: `message${own ? " own" : " theirs"}${v.system ? " system" : ""}${v.grouped ? " grouped" : ""}${m.deleted ? " deleted" : ""} status-${v.status}`,
     "data-testid": "message",
+    "data-kind": v.system ? "system" : "user",
     "data-key": v.key,
     "data-sig": sig,
     "data-sender-id": m.sender_id,
@@ -363,7 +346,7 @@ function messageElement(v, sig) {
     );
   }
   li.append(bubble);
-  if (m.id && !m.deleted && !v.editing) {
+  if (m.id && !m.deleted && !v.editing && !v.system) {
     const actions = h("div", { class: "actions", role: "group", "aria-label": "Message actions" });
     actions.append(h("button", { type: "button", class: "icon small", "data-testid": "reply-button", "aria-label": "Reply", title: "Reply", onclick: () => startReply(m) }, icon("reply")));
     if (own) {

@@ -11,7 +11,7 @@ export function rememberUser(u) {
 }
 
 export function userName(id) {
-  if (id == null) return "Parley";
+  if (id == null) return "System";
   if (S.me && id === S.me.id) return "You";
   const u = S.users.get(id);
   return u ? u.display_name || u.username : "Someone";

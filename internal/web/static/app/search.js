@@ -28,7 +28,7 @@ function runSearch(q, conversationId) {
 function resultItem(m, q, { inChat }) {
   const conv = S.conversations.get(m.conversation_id);
   const p = conv ? peer(conv) : {};
-  const who = m.sender_id == null ? "Parley" : userName(m.sender_id);
+  const who = userName(m.sender_id);
   const title = inChat ? who : nameOf(p);
   const text = h("span", { class: "result-body" });
   const prefix = inChat || m.sender_id !== (S.me && S.me.id) ? "" : "You: ";

@@ -29,8 +29,10 @@ export async function loadConfig() {
   if (typeof raw.registration === "string") S.config.registration = raw.registration;
   $("message-input").maxLength = S.config.maxBodyChars;
   $("new-conversation-body").maxLength = S.config.maxBodyChars;
-  // Closed registration: no way to the register form.
+  // With registration closed the app Parley is part of signs users in: no
+  // register form, and a word on where to sign in instead.
   show("register-switch", S.config.registration !== "closed");
+  show("registration-closed", S.config.registration === "closed");
   if (S.config.registration === "closed" && $("auth-view").dataset.mode === "register") {
     show("register-form", false);
     show("login-form", true);
