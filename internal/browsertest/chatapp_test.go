@@ -398,3 +398,62 @@ func TestSearchFindsAndJumps(t *testing.T) {
 	cl.click(`#chat-search-results [data-testid="search-result"][data-seq="12"]`)
 	cl.waitFor("message 12 again", `document.querySelector('#message-list [data-testid="message"][data-seq="12"]')?.dataset.found === "true"`, waitLong, "")
 }
+
+// TestDeleteWithUndo: deleting shows the message as deleted with Undo; Undo
+// brings it back and nothing reaches the server; a delete left alone is sent
+// when the 5 s window closes, and the peer then sees it deleted.
+func TestDeleteWithUndo(t *testing.T) {
+	rootBrowser(t)
+	t.Parallel()
+	n := servertest.Start(t)
+	client := register(t, n.URL, "client", "client")
+	pro := register(t, n.URL, "pro", "professional")
+	convID := createConversation(t, n.URL, client, pro, "Undo", "Hello.")
+	cl := inConversation(t, "client", n.URL, client.Username, convID)
+	pr := inConversation(t, "professional", n.URL, pro.Username, convID)
+
+	body := "I sent this to the wrong person."
+	cl.send(body)
+	cl.waitMessage(body, "")
+	pr.waitMessage(body, "received")
+	sel := jsMsg(body)
+	bodyOnServer := func() string {
+		for _, m := range history(t, n.URL, client, convID) {
+			if m.Seq == 2 {
+				return m.Body
+			}
+		}
+		return "?"
+	}
+	byID := func() string {
+		var id string
+		cl.eval(`(`+sel+`).dataset.messageId`, &id)
+		return `#message-list [data-message-id=` + q(id) + `]`
+	}
+	item := byID()
+
+	cl.click(item + ` [data-testid="delete-button"]`)
+	cl.waitFor("the undo offer", `document.querySelector(`+q(item)+`)?.dataset.undo === "true"`, waitLong, "")
+	cl.screenshot("delete-undo")
+	cl.click(item + ` [data-testid="undo-delete"]`)
+	cl.waitFor("the message back", `(m => m && !m.dataset.undo && m.dataset.deleted === "false" && m.querySelector('[data-testid="message-body"]').textContent === `+q(body)+`)(document.querySelector(`+q(item)+`))`, waitLong, "")
+	time.Sleep(5500 * time.Millisecond) // past the undo window: still nothing sent
+	if got := bodyOnServer(); got != body {
+		t.Fatalf("after Undo the server has %q, want the message untouched", got)
+	}
+
+	start := time.Now()
+	cl.click(item + ` [data-testid="delete-button"]`)
+	cl.waitFor("the undo offer", `document.querySelector(`+q(item)+`)?.dataset.undo === "true"`, waitLong, "")
+	if got := bodyOnServer(); got != body {
+		t.Fatalf("during the undo window the server has %q, want the message untouched", got)
+	}
+	pr.waitFor("the peer to see it deleted", `document.querySelector(`+q(item)+`)?.dataset.deleted === "true"`, waitLong, jsMessages)
+	if d := time.Since(start); d < 4500*time.Millisecond {
+		t.Errorf("the delete reached the peer %v after the click, before the 5 s undo window closed", d)
+	}
+	if got := bodyOnServer(); got != "" {
+		t.Errorf("after the window the server has %q, want the body erased", got)
+	}
+	cl.waitFor("deleted for good", `document.querySelector(`+q(item)+`)?.dataset.deleted === "true" && !document.querySelector(`+q(item)+`).dataset.undo`, waitLong, "")
+}
