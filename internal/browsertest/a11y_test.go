@@ -35,19 +35,22 @@ func uploadAttachment(t *testing.T, base string, as account, convID, name, ctype
 	return a.ID
 }
 
-// TestScreensAccessible: every main screen — login, register (with its
-// inline errors), conversation list, chat (day separator, new-messages
-// divider, link, image, file, call record), directory (search, two people
-// with one name), profile, search results, call panel (incoming, active),
-// in light and dark at 1280×800 and 390×844: axe-core finds no serious or
-// critical violation, and a screenshot of each goes to
-// test-artifacts/screenshots/<screen>-<size>-<theme>.png — and the idle
-// warning dialog (opened here directly; TestIdleWarning checks when it
-// comes). A summary per screen is logged.
-func TestScreensAccessible(t *testing.T) {
-	rootBrowser(t)
-	t.Parallel()
+// screensWorld is a server with a client, two professionals of one name
+// (with bios), and a conversation holding text, a link, an image, a file and
+// replies: enough for every screen to show what it shows.
+type screensWorld struct {
+	n      *servertest.Node
+	client account
+	pros   []account
+	bios   []string
+	convID string
+}
+
+func newScreensWorld(t *testing.T) *screensWorld {
+	t.Helper()
+	w := &screensWorld{}
 	n := servertest.Start(t)
+	w.n = n
 	client := register(t, n.URL, "client", "client")
 	var pros []account
 	bios := []string{"Tax adviser in Lyon. Returns, VAT, small companies.", "Family law, Paris. Divorce and custody."}
@@ -76,18 +79,46 @@ func TestScreensAccessible(t *testing.T) {
 	postMessage(t, n.URL, pro, convID, "Thank you, I have everything. I will get back to you on Monday.")
 	postMessage(t, n.URL, pro, convID, "One more question: did you move house last year?")
 
-	var rep axeReport
-	each := func(tb *tab, screen string, prepare func()) {
-		t.Helper()
-		for _, l := range looks {
-			tb.setLook(l)
-			if prepare != nil {
-				prepare()
-			}
-			rep.check(t, tb, screen, l)
-		}
-	}
+	w.client, w.pros, w.bios, w.convID = client, pros, bios, convID
+	_ = m
+	return w
+}
 
+// screensCheck runs axe-core on a screen in every look and takes its
+// screenshots, through a report summarised at the end of the test.
+type screensCheck struct {
+	t   *testing.T
+	rep axeReport
+}
+
+func (c *screensCheck) each(tb *tab, screen string, prepare func()) {
+	c.t.Helper()
+	for _, l := range looks {
+		tb.setLook(l)
+		if prepare != nil {
+			prepare()
+		}
+		c.rep.check(c.t, tb, screen, l)
+	}
+}
+
+func (c *screensCheck) summary() {
+	c.t.Logf("axe-core summary (serious or critical violations fail the test):\n%s", c.rep.summary())
+	if dir := screenshotDir(c.t); dir != "" {
+		_ = os.WriteFile(filepath.Join(dir, "axe-summary-"+safeName(c.t.Name())+".txt"), []byte(c.rep.summary()+"\n"), 0o644)
+	}
+}
+
+// TestAuthScreensAccessible: login, and register with every error shown at
+// once (each field marked aria-invalid and described by its error; the
+// username lower-cased as typed), through axe-core in light and dark at
+// 1280×800 and 390×844, with screenshots.
+func TestAuthScreensAccessible(t *testing.T) {
+	rootBrowser(t)
+	t.Parallel()
+	n := servertest.Start(t)
+	c := &screensCheck{t: t}
+	each := c.each
 	// Login and register (with every error shown at once).
 	guest := newUser(t, "guest")
 	guest.open(n.URL)
@@ -109,7 +140,25 @@ func TestScreensAccessible(t *testing.T) {
 	each(guest, "register-errors", nil)
 	guest.close()
 
-	// The client: list, chat, search, directory, profile.
+	c.summary()
+}
+
+// TestScreensAccessible: the main screens of a signed-in client — the
+// conversation list, the chat (day separator, new-messages divider, link,
+// image, file), search results, the directory (two people of one name told
+// apart by handle and bio), the profile (bio saved) and the idle warning
+// dialog (opened here directly; TestIdleWarning checks when it comes) — in
+// light and dark at 1280×800 and 390×844: axe-core finds no serious or
+// critical violation, and a screenshot of each goes to
+// test-artifacts/screenshots/<screen>-<size>-<theme>.png. A summary per
+// screen is logged.
+func TestScreensAccessible(t *testing.T) {
+	rootBrowser(t)
+	t.Parallel()
+	w := newScreensWorld(t)
+	n, client, pros, bios, convID := w.n, w.client, w.pros, w.bios, w.convID
+	c := &screensCheck{t: t}
+	each := c.each
 	cl := newUser(t, "client")
 	cl.open(n.URL)
 	cl.login(client.Username)
@@ -123,50 +172,10 @@ func TestScreensAccessible(t *testing.T) {
 		cl.eval(`document.getElementById("message-scroller").scrollTop = 1e6, true`, nil)
 	})
 
-	// A call: incoming for the professional, active for both.
-	pr := newUser(t, "professional")
-	pr.open(n.URL)
-	pr.login(pro.Username)
-	pr.openConversation(convID)
-	jsCall := `document.getElementById("call-panel").dataset.callState`
-	cl.setLook(looks[0])
-	cl.click("#call-video-button")
-	pr.waitFor("the incoming call", jsCall+` === "incoming"`, waitLong, jsCall)
-	each(pr, "call-incoming", nil)
-	pr.setLook(looks[0])
-	pr.click("#call-accept")
-	cl.waitFor("the call active", jsCall+` === "active" && !document.getElementById("call-duration").hidden`, waitLong, jsCall)
-	cl.waitFor("mute and camera", `!document.getElementById("call-mute").hidden && !document.getElementById("call-camera").hidden`, waitLong, "")
-	cl.click("#call-mute")
-	cl.waitFor("muted", `document.getElementById("call-mute").getAttribute("aria-pressed") === "true"`, waitLong, "")
-	each(cl, "call-active", nil)
-	// The composer and Send stay visible and usable during the call.
-	for _, l := range []look{looks[0], looks[2]} {
-		cl.setLook(l)
-		var hidden string
-		cl.eval(`(() => { const p = document.getElementById("call-panel").getBoundingClientRect(); const s = document.getElementById("send-button").getBoundingClientRect();
-			const overlap = !(s.bottom <= p.top || s.top >= p.bottom || s.right <= p.left || s.left >= p.right);
-			const onTop = document.elementFromPoint(s.left + s.width / 2, s.top + s.height / 2) === document.getElementById("send-button");
-			return overlap || !onTop || s.bottom > innerHeight ? "covered" : "" })()`, &hidden)
-		if hidden != "" {
-			t.Errorf("%s: the Send button is covered during a call", l.name)
-		}
-	}
-	cl.setLook(looks[0])
-	time.Sleep(1100 * time.Millisecond) // a call of a second or more
-	cl.click("#call-end")
-	cl.waitFor("the call record", `document.querySelector('[data-testid="call-record"][data-outcome="completed"]')`, waitLong,
-		`[...document.querySelectorAll('[data-testid="call-record"]')].map(e => e.dataset.outcome + " " + e.textContent)`)
-	pr.waitFor("the call record", `document.querySelector('[data-testid="call-record"][data-outcome="completed"]')`, waitLong, "")
-	cl.waitFor("the panel to go", jsCall+` === "none"`, waitLong, jsCall)
-	each(cl, "chat-call-record", func() {
-		cl.eval(`document.getElementById("message-scroller").scrollTop = 1e6, true`, nil)
-	})
-
-	// Search results over the list.
 	cl.setLook(looks[2])
 	cl.click("#back-button")
 	cl.waitFor("the list", `document.getElementById("app").dataset.pane === "list"`, waitLong, "")
+	// Search results over the list.
 	cl.setLook(looks[0])
 	cl.typeInto("#search-input", "payslips")
 	cl.waitFor("a result", `document.querySelector('[data-testid="search-result"]')`, waitLong, `document.getElementById("search-view").innerText`)
@@ -210,8 +219,63 @@ func TestScreensAccessible(t *testing.T) {
 	each(cl, "idle-dialog", nil)
 	cl.eval(`document.getElementById("idle-dialog").close(), true`, nil)
 
-	t.Logf("axe-core summary (serious or critical violations fail the test):\n%s", rep.summary())
-	if dir := screenshotDir(t); dir != "" {
-		_ = os.WriteFile(filepath.Join(dir, "axe-summary.txt"), []byte(rep.summary()+"\n"), 0o644)
+	c.summary()
+}
+
+// TestCallScreensAccessible: a call incoming and active (mute on, the Send
+// button never covered, at both sizes) and its record in the timeline,
+// through axe-core in light and dark at 1280×800 and 390×844.
+func TestCallScreensAccessible(t *testing.T) {
+	rootBrowser(t)
+	t.Parallel()
+	w := newScreensWorld(t)
+	n, client, convID := w.n, w.client, w.convID
+	pro := w.pros[0]
+	c := &screensCheck{t: t}
+	each := c.each
+	cl := newUser(t, "client")
+	cl.open(n.URL)
+	cl.login(client.Username)
+	cl.openConversation(convID)
+	// A call: incoming for the professional, active for both.
+	pr := newUser(t, "professional")
+	pr.open(n.URL)
+	pr.login(pro.Username)
+	pr.openConversation(convID)
+	jsCall := `document.getElementById("call-panel").dataset.callState`
+	cl.setLook(looks[0])
+	cl.click("#call-video-button")
+	pr.waitFor("the incoming call", jsCall+` === "incoming"`, waitLong, jsCall)
+	each(pr, "call-incoming", nil)
+	pr.setLook(looks[0])
+	pr.click("#call-accept")
+	cl.waitFor("the call active", jsCall+` === "active" && !document.getElementById("call-duration").hidden`, waitLong, jsCall)
+	cl.waitFor("mute and camera", `!document.getElementById("call-mute").hidden && !document.getElementById("call-camera").hidden`, waitLong, "")
+	cl.click("#call-mute")
+	cl.waitFor("muted", `document.getElementById("call-mute").getAttribute("aria-pressed") === "true"`, waitLong, "")
+	each(cl, "call-active", nil)
+	// The composer and Send stay visible and usable during the call.
+	for _, l := range []look{looks[0], looks[2]} {
+		cl.setLook(l)
+		var hidden string
+		cl.eval(`(() => { const p = document.getElementById("call-panel").getBoundingClientRect(); const s = document.getElementById("send-button").getBoundingClientRect();
+			const overlap = !(s.bottom <= p.top || s.top >= p.bottom || s.right <= p.left || s.left >= p.right);
+			const onTop = document.elementFromPoint(s.left + s.width / 2, s.top + s.height / 2) === document.getElementById("send-button");
+			return overlap || !onTop || s.bottom > innerHeight ? "covered" : "" })()`, &hidden)
+		if hidden != "" {
+			t.Errorf("%s: the Send button is covered during a call", l.name)
+		}
 	}
+	cl.setLook(looks[0])
+	time.Sleep(1100 * time.Millisecond) // a call of a second or more
+	cl.click("#call-end")
+	cl.waitFor("the call record", `document.querySelector('[data-testid="call-record"][data-outcome="completed"]')`, waitLong,
+		`[...document.querySelectorAll('[data-testid="call-record"]')].map(e => e.dataset.outcome + " " + e.textContent)`)
+	pr.waitFor("the call record", `document.querySelector('[data-testid="call-record"][data-outcome="completed"]')`, waitLong, "")
+	cl.waitFor("the panel to go", jsCall+` === "none"`, waitLong, jsCall)
+	each(cl, "chat-call-record", func() {
+		cl.eval(`document.getElementById("message-scroller").scrollTop = 1e6, true`, nil)
+	})
+
+	c.summary()
 }
