@@ -44,6 +44,7 @@ function close() {
 
 export function startIdleWatch() {
   stopIdleWatch();
+  if (typeof parley.onIdleWarning !== "function") return; // an SDK without idle warnings
   off = parley.onIdleWarning((w) => (w && S.me && !S.offline ? open(w) : close()), { beforeMs: LEAD_MS });
 }
 

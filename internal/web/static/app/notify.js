@@ -198,7 +198,7 @@ export function playSound() {
  * has no push.
  */
 export async function subscribePush() {
-  if (!("serviceWorker" in navigator) || typeof PushManager !== "function") return;
+  if (!("serviceWorker" in navigator) || typeof PushManager !== "function" || typeof parley.pushPublicKey !== "function") return;
   if (!(await parley.pushPublicKey())) return;
   const reg = await navigator.serviceWorker.ready;
   await parley.subscribePush(reg);
