@@ -78,7 +78,9 @@ self.addEventListener("fetch", (event) => {
 async function networkFirst(req, key) {
   const cache = await caches.open(CACHE);
   try {
-    const res = await fetch(req, { cache: "no-cache" });
+    // The server marks every file no-cache, so this revalidates: a new
+    // binary's files are what comes back.
+    const res = await fetch(req);
     if (res.ok && res.type === "basic") cache.put(key, res.clone()).catch(() => {});
     return res;
   } catch (err) {
