@@ -457,3 +457,38 @@ func TestDeleteWithUndo(t *testing.T) {
 	}
 	cl.waitFor("deleted for good", `document.querySelector(`+q(item)+`)?.dataset.deleted === "true" && !document.querySelector(`+q(item)+`).dataset.undo`, waitLong, "")
 }
+
+// TestCallRecords: a declined call and an unanswered one leave records in
+// both timelines, in the words of each side; a reload keeps them (they are
+// read back from the user's event log).
+func TestCallRecords(t *testing.T) {
+	rootBrowser(t)
+	t.Parallel()
+	n := servertest.Start(t, func(c *config.Config) { c.CallTimeout = 2 * time.Second })
+	client := register(t, n.URL, "client", "client")
+	pro := register(t, n.URL, "pro", "professional")
+	convID := createConversation(t, n.URL, client, pro, "Calls", "Can we talk?")
+	cl := inConversation(t, "client", n.URL, client.Username, convID)
+	pr := inConversation(t, "professional", n.URL, pro.Username, convID)
+
+	jsCall := `document.getElementById("call-panel").dataset.callState`
+	jsRecords := `[...document.querySelectorAll('[data-testid="call-record"]')].map(e => e.dataset.outcome + ": " + e.textContent)`
+	cl.click("#call-audio-button")
+	pr.waitFor("the incoming call", jsCall+` === "incoming"`, waitLong, jsCall)
+	pr.click("#call-decline")
+	cl.waitFor("the declined record", `document.querySelector('[data-testid="call-record"][data-outcome="declined"]')?.textContent.includes("Audio call declined")`, waitLong, jsRecords)
+	pr.waitFor("the declined record", `document.querySelector('[data-testid="call-record"][data-outcome="declined"]')?.textContent.includes("You declined an audio call")`, waitLong, jsRecords)
+	cl.waitFor("the panel to go", jsCall+` === "none"`, waitLong, jsCall)
+
+	cl.click("#call-audio-button")
+	pr.waitFor("the second call", jsCall+` === "incoming"`, waitLong, jsCall)
+	// Nobody answers: missed after the 2 s call timeout.
+	pr.waitFor("the missed record", `document.querySelector('[data-testid="call-record"][data-outcome="missed"]')?.textContent.includes("Missed audio call")`, waitLong, jsRecords)
+	cl.waitFor("the unanswered record", `document.querySelector('[data-testid="call-record"][data-outcome="missed"]')?.textContent.includes("no answer")`, waitLong, jsRecords)
+	pr.screenshot("call-records")
+
+	// A fresh page with nothing kept in this browser reads them back from the log.
+	pr.eval(`Object.keys(localStorage).filter(k => k.endsWith(":calls")).forEach(k => localStorage.removeItem(k)) || true`, nil)
+	pr.do("reload", chromedp.Reload())
+	pr.waitFor("the records after a reload", `document.querySelectorAll('[data-testid="call-record"]').length === 2`, waitLong, jsRecords)
+}

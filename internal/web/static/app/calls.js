@@ -115,7 +115,7 @@ export function callRecordText(call) {
   if (call.state === "missed" || (call.state === "ended" && !call.answered_at && !mine)) {
     return mine ? { outcome: "missed", text: `${Kind}, no answer` } : { outcome: "missed", text: `Missed ${kind}` };
   }
-  if (call.state === "declined") return mine ? { outcome: "declined", text: `${Kind} declined` } : { outcome: "declined", text: `You declined a ${kind}` };
+  if (call.state === "declined") return mine ? { outcome: "declined", text: `${Kind} declined` } : { outcome: "declined", text: `You declined ${call.media === "video" ? "a" : "an"} ${kind}` };
   if (call.state === "ended" && !call.answered_at) return { outcome: "cancelled", text: `Cancelled ${kind}` };
   const secs = (Date.parse(call.ended_at) - Date.parse(call.answered_at)) / 1000;
   return { outcome: "completed", text: Number.isFinite(secs) ? `${Kind} · ${duration(secs)}` : Kind };
