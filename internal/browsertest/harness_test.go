@@ -360,9 +360,23 @@ func (tb *tab) navigate(url string) {
 	tb.do("navigate to "+url, chromedp.Navigate(url))
 }
 
+// click clicks the element. The app re-renders lists in place, so a node
+// found by the query can be replaced before the click lands; that is tried
+// again (a few times) rather than failed.
 func (tb *tab) click(sel string) {
 	tb.t.Helper()
-	tb.do("click "+sel, chromedp.Click(chromedp.CSS(sel)))
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+		err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if i < 3 && strings.Contains(err.Error(), "Could not find node") {
+			continue
+		}
+		tb.t.Fatalf("%s: click %s: %v", tb.name, sel, err)
+	}
 }
 
 // typeInto focuses the field and types text key by key (input events fire,
@@ -401,7 +415,7 @@ func (tb *tab) waitFor(what, cond string, timeout time.Duration, show string) {
 	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for {
-		raw, err := tb.evalErr("!!(" + cond + ")")
+		raw, err := tb.evalErr("(async () => !!(await (" + cond + ")))()")
 		if err == nil && raw == "true" {
 			return
 		}

@@ -102,7 +102,7 @@ func TestSendsWhileServerDown(t *testing.T) {
 		cl.send(b)
 	}
 	for _, b := range down {
-		cond := `(m => m && !m.dataset.seq && m.dataset.status === "pending" && m.querySelector('[data-testid="message-status"]').textContent === "…")(` + jsMsg(b) + `)`
+		cond := `(m => m && !m.dataset.seq && m.dataset.status === "pending" && m.querySelector('[data-testid="message-status"] svg[data-icon="clock"]'))(` + jsMsg(b) + `)`
 		cl.waitFor("pending "+q(b), cond, waitLong, jsMessages)
 	}
 	var outbox int

@@ -3,9 +3,11 @@ package web_test
 import (
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -122,11 +124,13 @@ func TestETagRevalidation(t *testing.T) {
 	}
 }
 
-// Every relative import of the SDK and every script and stylesheet the pages
-// load must be served, since there is no build step to catch a typo.
+// Every relative import of every module (the app's, the SDK's, the service
+// worker's) and every script and stylesheet the pages load must be served,
+// since there is no build step to catch a typo. The pages hold no inline
+// script: the CSP would block it.
 func TestReferencesResolve(t *testing.T) {
 	h := web.Handler()
-	importRe := regexp.MustCompile(`(?m)^\s*(?:import|export)[^"']*?from\s+["'](\./[^"']+)["']`)
+	importRe := regexp.MustCompile(`(?m)^\s*(?:import|export)[^"';]*?from\s+["'](\.\.?/[^"']+)["']|^\s*import\s+["'](\.\.?/[^"']+)["']|import\(\s*["'](\.\.?/[^"']+)["']\s*\)`)
 	srcRe := regexp.MustCompile(`(?:src|href)="(/[^"]*)"`)
 	check := func(from, ref string) {
 		rec := get(t, h, http.MethodGet, ref, nil)
@@ -134,19 +138,40 @@ func TestReferencesResolve(t *testing.T) {
 			t.Errorf("%s refers to %s, which is %d", from, ref, rec.Code)
 		}
 	}
-	for _, f := range []string{"sdk/parley.js", "sdk/react.js", "app.js"} {
-		src := readStatic(t, f)
-		base := "/" + filepath.Dir(f) + "/"
-		if filepath.Dir(f) == "." {
-			base = "/"
+	var modules []string
+	err := filepath.WalkDir("static", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".js") {
+			modules = append(modules, filepath.ToSlash(strings.TrimPrefix(p, "static"+string(filepath.Separator))))
 		}
-		for _, m := range importRe.FindAllStringSubmatch(src, -1) {
-			check(f, base+strings.TrimPrefix(m[1], "./"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(modules) < 10 {
+		t.Fatalf("found only %d modules under static/: %v", len(modules), modules)
+	}
+	imports := 0
+	for _, f := range modules {
+		for _, m := range importRe.FindAllStringSubmatch(readStatic(t, f), -1) {
+			ref := m[1] + m[2] + m[3]
+			check(f, path.Join("/", path.Dir(f), ref))
+			imports++
 		}
 	}
+	if imports < 20 {
+		t.Errorf("found only %d relative imports in %d modules; is the pattern still right?", imports, len(modules))
+	}
+	inlineRe := regexp.MustCompile(`<script(?:\s[^>]*)?>`)
 	for _, f := range []string{"index.html", "test-sse.html"} {
-		for _, m := range srcRe.FindAllStringSubmatch(readStatic(t, f), -1) {
+		html := readStatic(t, f)
+		for _, m := range srcRe.FindAllStringSubmatch(html, -1) {
 			check(f, m[1])
+		}
+		for _, tag := range inlineRe.FindAllString(html, -1) {
+			if !strings.Contains(tag, " src=") {
+				t.Errorf("%s has an inline script (%s); the CSP allows only files", f, tag)
+			}
 		}
 	}
 }
@@ -163,4 +188,33 @@ func readStatic(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// The service worker's shell list must name every module of the app and the
+// SDK's runtime files, or a tab opened offline would miss one; and it must
+// keep its hands off /api/.
+func TestServiceWorkerShellListsEveryModule(t *testing.T) {
+	sw := readStatic(t, "sw.js")
+	want := []string{"/", "/app.js", "/app.css", "/sdk/parley.js", "/sdk/core.js"}
+	entries, err := os.ReadDir(filepath.Join("static", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".js") {
+			want = append(want, "/app/"+e.Name())
+		}
+	}
+	for _, p := range want {
+		if !strings.Contains(sw, `"`+p+`"`) {
+			t.Errorf("sw.js does not list %s in its shell", p)
+		}
+	}
+	if !strings.Contains(sw, `startsWith("/api/")`) {
+		t.Error("sw.js should leave /api/ requests alone")
+	}
+	rec := get(t, web.Handler(), http.MethodGet, "/sw.js", nil)
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/javascript; charset=utf-8" || rec.Header().Get("Cache-Control") != "no-cache" {
+		t.Errorf("GET /sw.js = %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Header().Get("Cache-Control"))
+	}
 }
