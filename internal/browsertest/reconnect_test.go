@@ -344,7 +344,9 @@ func TestBlockedStreamsFallBackToPolling(t *testing.T) {
 
 	// The stream's path exactly (any query); polls are /api/events/poll.
 	cl.blockURLs("*://*:*/api/events?*")
-	cl.click("#reconnect-button")
+	// The Reconnect button is hidden while connected: drop the open
+	// stream the way the button would.
+	cl.eval(`window.parleyApp.parley.reconnect(), true`, nil)
 	// Three failed streams, each followed by a poll that got through
 	// (about 1 s + 2 s of backoff between them).
 	cl.waitFor("the switch to long-polling", jsMode+` === "polling"`, waitLong, `[`+jsMode+`, `+jsConnState+`]`)

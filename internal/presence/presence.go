@@ -177,13 +177,21 @@ func (t *Tracker) StreamClosed(userID string) {
 }
 
 // Polled is the stream server's OnPoll hook: a poll keeps its user online for
-// PollWindow.
+// PollWindow. A poll made while the user holds a stream does not: they are
+// online by the stream, and such a poll is a client checking its stream or
+// reading history (the web app does both), not a client that polls; counting
+// it would keep everyone who closes the app online for PollWindow instead of
+// the grace period.
 func (t *Tracker) Polled(userID string) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.get(userID)
-	s.polledAt, s.lastSeen = now, now
+	s.lastSeen = now
+	if t.counter.Online(userID) {
+		return
+	}
+	s.polledAt = now
 	if !s.online {
 		s.online = true
 		if !t.counter.Online(userID) {

@@ -169,3 +169,34 @@ func TestLastSeenStoredAtShutdown(t *testing.T) {
 		t.Fatalf("last_seen after restart = %v", u.LastSeen)
 	}
 }
+
+// A poll made while the user holds a stream (the web app checks its stream
+// and reads history that way) does not keep them online once the stream
+// closes: they go offline after the grace period, not after PollWindow.
+func TestPollWhileStreamingKeepsOnlyTheGrace(t *testing.T) {
+	t.Parallel()
+	n := servertest.Start(t, func(c *config.Config) { c.PresenceGrace = grace })
+	client := n.Register(t, "c", parley.RoleClient)
+	pro := n.Register(t, "p", parley.RoleProfessional)
+	var conv parley.Conversation
+	if res := n.Do(t, "POST", "/api/conversations", client.Token, map[string]any{"professional_id": pro.ID, "message": map[string]any{"body": "hi"}}, &conv); res.StatusCode != 201 {
+		t.Fatalf("open: %d %s", res.StatusCode, res.Body)
+	}
+	proStream := n.OpenStream(t, pro.Token, -1)
+	s := n.OpenStream(t, client.Token, -1)
+	if p, _ := nextPresence(t, proStream, 5*time.Second); !p.Online {
+		t.Fatalf("presence = %+v", p)
+	}
+	if res := n.Do(t, "GET", "/api/events/poll?wait=0", client.Token, nil, nil); res.StatusCode != 200 {
+		t.Fatalf("poll: %d", res.StatusCode)
+	}
+	s.Close()
+	closed := time.Now()
+	p, at := nextPresence(t, proStream, 5*time.Second)
+	if p.Online || p.UserID != client.ID {
+		t.Fatalf("presence = %+v", p)
+	}
+	if waited := at.Sub(closed); waited > 10*grace {
+		t.Fatalf("offline %v after the stream closed: the poll made while streaming kept them online", waited)
+	}
+}

@@ -89,8 +89,11 @@ func TestTailFullRefusesAppends(t *testing.T) {
 			break
 		}
 		acked++
-		if round%4 == 3 {
-			time.Sleep(1200 * time.Millisecond) // the writer, idle, tries to merge
+		// The writer, idle, tries to merge: early enough that the limit
+		// (four rounds) is not reached before a merge has been tried,
+		// however fast the rounds go.
+		if round%4 == 1 {
+			time.Sleep(1500 * time.Millisecond)
 		}
 	}
 	if refused == nil {

@@ -194,7 +194,14 @@ function wire() {
     if (document.visibilityState === "visible") scheduleMarkRead();
   });
   window.addEventListener("focus", scheduleMarkRead);
-  window.addEventListener("pagehide", flushDeletesOnExit);
+  window.addEventListener("pagehide", (e) => {
+    flushDeletesOnExit();
+    // A page that goes away (not into the back/forward cache) ends its
+    // connection now. Otherwise the SDK sees its stream drop and polls once
+    // on the way out, and a poll keeps its user online for 30 s: peers would
+    // see someone who closed the app as online for half a minute.
+    if (!e.persisted) parley.close();
+  });
   document.addEventListener("keydown", (e) => {
     if (e.key === "Escape" && S.editing) cancelEdit();
   });
