@@ -46,12 +46,13 @@ test("Backoff gives up after maxFailures consecutive failures and resets", () =>
   assert.equal(b.fail(), 1000, "after a reset the delay starts at 1 s again");
 });
 
-test("Backoff defaults: 10 failures, cap 30 s; maxFailures 0 never gives up", () => {
+test("Backoff defaults: cap 30 s, never gives up; maxFailures 10 gives up at the tenth", () => {
   const b = new Backoff({ jitter: 0 });
   const delays = [];
   for (let i = 0; i < 9; i++) delays.push(b.fail());
   assert.deepEqual(delays, [1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
-  assert.equal(b.fail(), null);
-  const forever = new Backoff({ maxFailures: 0, jitter: 0 });
-  for (let i = 0; i < 100; i++) assert.ok(forever.fail() > 0);
+  for (let i = 0; i < 100; i++) assert.equal(b.fail(), 30000);
+  const ten = new Backoff({ maxFailures: 10, jitter: 0 });
+  for (let i = 0; i < 9; i++) assert.ok(ten.fail() > 0);
+  assert.equal(ten.fail(), null);
 });

@@ -607,3 +607,19 @@ test("checkStream does nothing unless connected by stream", async () => {
   assert.equal((await ctl.checkStream()).ok, false, "not before ready");
   assert.equal(transport.polls.length, 0);
 });
+
+test("by default a server down for an hour is retried every 30 s and the stream comes back by itself", async () => {
+  const { ctl, clock, transport } = setup({ ctl: { lastEventId: 5 } });
+  ctl.connect();
+  transport.last.ready(5);
+  let attempts = 0;
+  for (let elapsed = 0; elapsed < 3600000; elapsed += 30000) {
+    await failWhileServerDown(transport);
+    attempts++;
+    await clock.advance(30000);
+    assert.notEqual(ctl.state, "disconnected", `gave up after ${attempts} failures`);
+  }
+  assert.ok(transport.streams.length >= 100, `only ${transport.streams.length} attempts in an hour`);
+  transport.last.ready(5);
+  assert.equal(ctl.state, "connected");
+});

@@ -69,7 +69,7 @@ export function backoffDelay(attempt, { baseMs = 1000, maxMs = 30000, jitter = 0
  * (0 or Infinity: never give up). `reset()` after a success.
  */
 export class Backoff {
-  constructor({ baseMs = 1000, maxMs = 30000, jitter = 0.2, maxFailures = 10, random = Math.random } = {}) {
+  constructor({ baseMs = 1000, maxMs = 30000, jitter = 0.2, maxFailures = 0, random = Math.random } = {}) {
     this.baseMs = baseMs;
     this.maxMs = maxMs;
     this.jitter = jitter;
@@ -805,7 +805,7 @@ function deferred() {
  * States:
  *   disconnected --connect()--> connecting --ready--> connected
  *   connected/connecting --stream error--> reconnecting --(backoff)--> ... --ready--> connected
- *   any --maxFailures consecutive failures--> disconnected (until reconnect())
+ *   any --maxFailures consecutive failures (if set; default never)--> disconnected (until reconnect())
  *   any --badStreamsBeforePolling short-lived streams, each followed by a poll that got through--> polling
  *       (tries streaming again every streamRetryMs, and at once when a poll succeeds after failed ones)
  *   any --session.expired / 401--> disconnected (expired)
@@ -817,7 +817,11 @@ export class ConnectionController {
     clock = realClock,
     lastEventId = null,
     userId = null,
-    maxFailures = 10,
+    // Never give up by default: a server that is down for an upgrade comes
+    // back, and a page left open on a second screen must be back with it
+    // without anyone clicking Reconnect (backoff caps the attempts at one
+    // per backoffMaxMs).
+    maxFailures = 0,
     backoffBaseMs = 1000,
     backoffMaxMs = 30000,
     jitter = 0.2,

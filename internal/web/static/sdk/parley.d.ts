@@ -208,7 +208,7 @@ export interface ParleyOptions {
   shared?: boolean;
   /** Resume from the last id persisted in storage after a reload (default true). */
   resume?: boolean;
-  /** Consecutive failures before "disconnected" (default 10; 0 = never give up). */
+  /** Consecutive failures before giving up ("disconnected" until reconnect()); default 0 = never give up, retrying every backoffMaxMs at most. */
   maxFailures?: number;
   backoffBaseMs?: number; // 1000
   backoffMaxMs?: number; // 30000

@@ -56,7 +56,7 @@ const DEFAULTS = Object.freeze({
   token: undefined,
   shared: true,
   resume: true,
-  maxFailures: 10,
+  maxFailures: 0,
   backoffBaseMs: 1000,
   backoffMaxMs: 30000,
   jitter: 0.2,
