@@ -173,6 +173,22 @@ type Reply struct {
 	Preview  string  `json:"preview"`
 }
 
+// ReplyPreviewChars is how much of the quoted body a reply shows.
+const ReplyPreviewChars = 140
+
+// ReplyPreview is a reply's preview of the body it quotes: its first
+// ReplyPreviewChars characters.
+func ReplyPreview(body string) string {
+	n := 0
+	for i := range body {
+		if n == ReplyPreviewChars {
+			return body[:i]
+		}
+		n++
+	}
+	return body
+}
+
 // Receipt is the data of a receipt event.
 type Receipt struct {
 	ConversationID string `json:"conversation_id"`

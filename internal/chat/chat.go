@@ -335,20 +335,6 @@ func (s *Service) insertMessage(tx *store.Tx, convID string, senderID *string, m
 	return msg, nil
 }
 
-// previewChars is how much of a quoted body a reply keeps (SPEC §4).
-const previewChars = 140
-
-func preview(body string) string {
-	n := 0
-	for i := range body {
-		if n == previewChars {
-			return body[:i]
-		}
-		n++
-	}
-	return body
-}
-
 // Send posts a message to a conversation the sender is in. A retry with the
 // same client_id answers the original message with created false and writes
 // no event.
@@ -389,7 +375,7 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 			case q.Deleted:
 				return parley.Invalid("reply_to_id", "the message replied to was deleted")
 			}
-			reply = &parley.Reply{ID: q.ID, SenderID: q.SenderID, Preview: preview(q.Body)}
+			reply = &parley.Reply{ID: q.ID, SenderID: q.SenderID, Preview: parley.ReplyPreview(q.Body)}
 		}
 		m, err := s.insertMessage(tx, convID, &senderID, &req, reply, store.Now())
 		if err != nil {

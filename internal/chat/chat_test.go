@@ -365,12 +365,13 @@ func TestReplyTo(t *testing.T) {
 	if r.ReplyTo.ID != q.ID || (r.ReplyTo.SenderID == nil || *r.ReplyTo.SenderID != p.pro.ID) || r.ReplyTo.Preview != want || utf8.RuneCountInString(r.ReplyTo.Preview) != 140 {
 		t.Fatalf("reply_to = %+v", r.ReplyTo)
 	}
-	// The preview is taken at reply time: a later edit does not change it.
+	// The preview follows the quoted message: an edit leaves no trace of
+	// the old text in the replies to it.
 	if res := n.Do(t, "PATCH", "/api/messages/"+q.ID, p.pro.Token, map[string]any{"body": "edited"}, nil); res.StatusCode != 200 {
 		t.Fatalf("edit: %d", res.StatusCode)
 	}
 	h := getHistory(t, n, p.pro, p.conv.ID, "")
-	if got := h.Messages[len(h.Messages)-1]; got.ReplyTo == nil || got.ReplyTo.Preview != want {
+	if got := h.Messages[len(h.Messages)-1]; got.ReplyTo == nil || got.ReplyTo.Preview != "edited" {
 		t.Fatalf("reply in history = %+v", got.ReplyTo)
 	}
 	// A short body is quoted whole.
@@ -616,10 +617,13 @@ func TestTypingIsEphemeral(t *testing.T) {
 	wantError(t, n.Do(t, "POST", typing, p.client.Token, map[string]any{}, nil), 400, parley.EInvalid)
 
 	// Typing never reaches the durable log: polls and replays do not hold it.
+	// The client's log is read first: the professional's poll from 0 proves
+	// the client's message delivered, and its receipt then joins the
+	// client's log.
 	for _, u := range []struct {
 		user servertest.User
 		head int64
-	}{{p.pro, proHead}, {p.client, clientHead}} {
+	}{{p.client, clientHead}, {p.pro, proHead}} {
 		if evs := poll(t, n, u.user, 0); slices.Contains(eventTypes(evs), parley.EventTyping) || (len(evs) > 0 && evs[len(evs)-1].ID != u.head) {
 			t.Fatalf("log of %s after typing: %v (head was %d)", u.user.Username, eventTypes(evs), u.head)
 		}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -106,9 +107,14 @@ func (a *API) users(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	viewer := Principal(r).User.ID
 	var users []*parley.User
+	var contacts []string
 	err = a.Store.View(r.Context(), func(tx *store.Tx) (err error) {
-		users, err = tx.Users(role, int(limit))
+		if users, err = tx.Users(viewer, role, int(limit)); err != nil {
+			return err
+		}
+		contacts, err = tx.Contacts(viewer)
 		return err
 	})
 	if err != nil {
@@ -119,13 +125,30 @@ func (a *API) users(w http.ResponseWriter, r *http.Request) {
 		users = []*parley.User{}
 	}
 	a.decorate(users...)
+	for _, u := range users {
+		if u.ID != viewer && !slices.Contains(contacts, u.ID) {
+			hidePresence(u)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"users": users})
 }
 
+// hidePresence blanks what only the people who share a conversation with u
+// may know: whether u is online and when u was last seen. Presence events
+// go only to them, and the directory must not tell anyone else either.
+func hidePresence(u *parley.User) {
+	u.Online, u.LastSeen = false, nil
+}
+
 func (a *API) user(w http.ResponseWriter, r *http.Request) {
+	viewer := Principal(r).User.ID
 	var u *parley.User
+	var shares bool
 	err := a.Store.View(r.Context(), func(tx *store.Tx) (err error) {
-		u, err = tx.UserByID(r.PathValue("id"))
+		if u, err = tx.VisibleUser(viewer, r.PathValue("id")); err != nil {
+			return err
+		}
+		shares, err = tx.Shares(viewer, u.ID)
 		return err
 	})
 	if err != nil {
@@ -133,6 +156,9 @@ func (a *API) user(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.decorate(u)
+	if u.ID != viewer && !shares {
+		hidePresence(u)
+	}
 	writeJSON(w, http.StatusOK, u)
 }
 

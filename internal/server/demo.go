@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -56,12 +57,8 @@ func (s *Server) SeedDemo(ctx context.Context) (*Demo, error) {
 	// Checked and created in one transaction, so a demo never lands in a
 	// database that gained a user meanwhile (another node's registration).
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
-		existing, err := tx.Users("", 1)
-		if err != nil {
-			return err
-		}
-		if len(existing) > 0 {
-			return ErrNotEmpty
+		if has, err := tx.HasUsers(); err != nil || has {
+			return cmp.Or(err, ErrNotEmpty)
 		}
 		for _, u := range users {
 			if err := tx.CreateUser(u); err != nil {

@@ -344,6 +344,9 @@ func (tx *Tx) EditMessage(id, body string, at time.Time) error {
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return err
 	}
+	if err := tx.setReplyPreviews(id, parley.ReplyPreview(body)); err != nil {
+		return err
+	}
 	return tx.reindexMessage(id, body)
 }
 
@@ -357,7 +360,20 @@ func (tx *Tx) DeleteMessage(id string) error {
 	if err != nil {
 		return fmt.Errorf("delete message: %w", err)
 	}
+	if err := tx.setReplyPreviews(id, ""); err != nil {
+		return err
+	}
 	return tx.unindexMessage(id)
+}
+
+// setReplyPreviews makes the replies to a message show its current body: a
+// preview is a copy of the quoted text, so an edit or a delete that left it
+// would leave the old text readable in every reply.
+func (tx *Tx) setReplyPreviews(quotedID, preview string) error {
+	if _, err := tx.exec(`UPDATE messages SET reply_preview = ? WHERE reply_to_id = ?`, preview, quotedID); err != nil {
+		return fmt.Errorf("update reply previews: %w", err)
+	}
+	return nil
 }
 
 // Messages returns up to limit messages of the conversation in ascending seq,

@@ -98,10 +98,13 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Ev
 	if len(logOrder) == 0 {
 		return out, nil
 	}
+	// The log keeps references where the live events carry text
+	// (render.go says why).
+	stored := storedForms(logOrder)
 	if tx.tail != nil {
-		err = tx.insertBatch(logOrder, now)
+		err = tx.insertBatch(stored, now)
 	} else {
-		err = tx.insertEvents(logOrder)
+		err = tx.insertEvents(stored)
 	}
 	if err != nil {
 		return nil, err
@@ -318,16 +321,19 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if tx.tail == nil {
-		return out, nil
+	if tx.tail != nil {
+		// With a tail, the events table holds only what was merged before
+		// event_runs existed: older than any run.
+		runs, err := tx.runsAfter(userID, after, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = unionByID(unionByID(out, runs, limit), recent, limit)
 	}
-	// With a tail, the events table holds only what was merged before
-	// event_runs existed: older than any run.
-	runs, err := tx.runsAfter(userID, after, limit)
-	if err != nil {
+	if err := tx.render(userID, out); err != nil {
 		return nil, err
 	}
-	return unionByID(unionByID(out, runs, limit), recent, limit), nil
+	return out, nil
 }
 
 // unionByID merges a user's events from the table and from the tail (both

@@ -150,6 +150,37 @@ func (tx *Tx) RevokeUserSessions(userID string) ([]string, error) {
 	return ids, nil
 }
 
+// VisibleUser returns the user if viewerID may see them (Users says who),
+// else parley.NotFound, as for a user who does not exist.
+func (tx *Tx) VisibleUser(viewerID, id string) (*parley.User, error) {
+	u, err := tx.UserByID(id)
+	if err != nil || u.Role == parley.RoleProfessional || u.ID == viewerID {
+		return u, err
+	}
+	ok, err := tx.Shares(viewerID, id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, parley.NotFound
+	}
+	return u, nil
+}
+
+// HasUsers reports whether any account exists (erased ones aside).
+func (tx *Tx) HasUsers() (bool, error) {
+	var n int
+	err := tx.queryRow(`SELECT COUNT(*) FROM (SELECT 1 FROM users WHERE erased_at IS NULL LIMIT 1) x`).Scan(&n)
+	return n > 0, err
+}
+
+// Shares reports whether the two users share a conversation.
+func (tx *Tx) Shares(userID, otherID string) (bool, error) {
+	var n int
+	err := tx.queryRow(`SELECT COUNT(*) FROM conversation_members WHERE user_id = ? AND peer_id = ?`, userID, otherID).Scan(&n)
+	return n > 0, err
+}
+
 // UserByID returns the user or parley.NotFound.
 func (tx *Tx) UserByID(id string) (*parley.User, error) {
 	if impossibleKey(id) {
@@ -174,11 +205,14 @@ func (tx *Tx) UserByUsername(username string) (*parley.User, error) {
 	return u, err
 }
 
-// Users lists users, of one role if role is not empty, by username (an
-// app's users after Parley's own). Erased accounts are left out.
-func (tx *Tx) Users(role string, limit int) ([]*parley.User, error) {
-	q := `SELECT ` + userColumns + ` FROM users WHERE erased_at IS NULL`
-	args := []any{}
+// Users lists the users viewerID may see, of one role if role is not
+// empty, by username (an app's users after Parley's own): the professionals
+// (the directory), the people viewerID shares a conversation with, and
+// viewerID. Erased accounts are left out.
+func (tx *Tx) Users(viewerID, role string, limit int) ([]*parley.User, error) {
+	q := `SELECT ` + userColumns + ` FROM users WHERE erased_at IS NULL AND (role = ? OR id = ?
+		OR EXISTS (SELECT 1 FROM conversation_members m WHERE m.user_id = ? AND m.peer_id = users.id))`
+	args := []any{parley.RoleProfessional, viewerID, viewerID}
 	if role != "" {
 		q += ` AND role = ?`
 		args = append(args, role)

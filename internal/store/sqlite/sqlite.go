@@ -126,7 +126,11 @@ func open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	// are freed when it commits, but SQLite's allocator keeps its peak, so
 	// merges run in bounded steps (stepEvents; the prune loop drains the
 	// tail the same way before it prunes).
-	write, err := sql.Open("sqlite", dsn+"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-2048)&_pragma=cache_spill(0)"+
+	//
+	// secure_delete: a deleted or edited message's old text, and an erased
+	// user's, is overwritten with zeros in the file rather than left in
+	// free space where anyone with the file could read it.
+	write, err := sql.Open("sqlite", dsn+"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-2048)&_pragma=cache_spill(0)&_pragma=secure_delete(1)"+
 		fmt.Sprintf("&_pragma=journal_size_limit(%d)", walLimit))
 	if err != nil {
 		return nil, err
