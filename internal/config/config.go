@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -50,7 +51,23 @@ type Config struct {
 	SessionTTL       time.Duration
 
 	LogLevel string // debug, info, warn, error
-	Pprof    bool   // serve /debug/pprof/ on the main listener
+	// Pprof serves /debug/pprof/ on a listener of its own at PprofAddr,
+	// never on the public one; false.
+	Pprof bool
+	// PprofAddr is where /debug/pprof/ is served when Pprof is set; setting
+	// it turns pprof on. Default 127.0.0.1:6060 (loopback: profiles show
+	// memory contents and cost CPU).
+	PprofAddr string
+
+	// TrustedProxies are the reverse proxies (CIDRs or addresses) whose
+	// X-Forwarded-For, X-Real-IP and X-Forwarded-Proto are believed: only
+	// when the TCP peer is one of them does the client address come from
+	// those headers. Default none: the headers are ignored.
+	TrustedProxies []string
+	// CookieSecure decides the session cookie's Secure attribute: auto
+	// (default: when the request came over TLS, directly or through a
+	// trusted proxy's X-Forwarded-Proto: https), always or never.
+	CookieSecure string
 
 	// Inside an existing app (SPEC §9.1): its tokens and its registration.
 	// AuthSecret is the HMAC key of the app's tokens; "" = none. HS256 needs
@@ -106,6 +123,16 @@ var DefaultPushServices = []string{
 // their own address.
 const DefaultPushSubject = "https://github.com/parley-chat/parley"
 
+// DefaultPprofAddr is where pprof listens when turned on without an address.
+const DefaultPprofAddr = "127.0.0.1:6060"
+
+// Session cookie Secure settings.
+const (
+	CookieSecureAuto   = "auto"
+	CookieSecureAlways = "always"
+	CookieSecureNever  = "never"
+)
+
 // Registration settings.
 const (
 	RegistrationOpen   = "open"
@@ -144,6 +171,8 @@ func Default() Config {
 		PushServices:      append([]string(nil), DefaultPushServices...),
 		PushSubject:       DefaultPushSubject,
 		PushPreview:       true,
+		PprofAddr:         DefaultPprofAddr,
+		CookieSecure:      CookieSecureAuto,
 	}
 }
 
@@ -229,7 +258,14 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.PasswordCost, "password-cost", c.PasswordCost, "bcrypt cost (4–31); lower only for load tests")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "lifetime of a token and its session")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on its own listener (--pprof-addr), never the public one")
+	fs.Func("pprof-addr", "listen address of /debug/pprof/ (setting it turns pprof on; default 127.0.0.1:6060)", func(s string) error {
+		c.PprofAddr = strings.TrimSpace(s)
+		c.Pprof = c.PprofAddr != ""
+		return nil
+	})
+	fs.Func("trusted-proxies", "comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For/-Proto and X-Real-IP are believed", listInto(&c.TrustedProxies))
+	fs.StringVar(&c.CookieSecure, "cookie-secure", c.CookieSecure, "session cookie's Secure attribute: auto (when the request came over TLS), always or never")
 	fs.StringVar(&c.AuthSecret, "auth-secret", c.AuthSecret, "HMAC key of the app's own tokens (HS256/384/512)")
 	fs.StringVar(&c.AuthJWKSURL, "auth-jwks-url", c.AuthJWKSURL, "the app's public keys as a JWKS: https://…, http://… or a file path")
 	fs.StringVar(&c.AuthIssuer, "auth-issuer", c.AuthIssuer, "required iss of the app's tokens")
@@ -292,10 +328,44 @@ func (c *Config) Validate() error {
 		// refused by the others.
 		return fmt.Errorf("bus: several nodes must sign tokens with one secret; set jwt-secret (PARLEY_JWT_SECRET) on every node")
 	}
+	if c.CookieSecure != CookieSecureAuto && c.CookieSecure != CookieSecureAlways && c.CookieSecure != CookieSecureNever {
+		return fmt.Errorf("cookie-secure (--cookie-secure, PARLEY_COOKIE_SECURE) must be auto, always or never, not %q", c.CookieSecure)
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecret {
+		// HS256 with a short key can be brute-forced offline from any one
+		// token, and then anyone can sign in as anyone.
+		return fmt.Errorf("jwt-secret (--jwt-secret, PARLEY_JWT_SECRET) must be at least %d bytes, got %d; generate one with: openssl rand -hex 32 (or leave it unset to have one generated and kept in the data dir)", MinJWTSecret, len(c.JWTSecret))
+	}
+	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
+		return err
+	}
 	if _, err := ParseICEServers(c.ICEServers); err != nil {
 		return err
 	}
 	return nil
+}
+
+// MinJWTSecret is the shortest signing secret accepted, in bytes: the size
+// of the HS256 hash.
+const MinJWTSecret = 32
+
+// ParsePrefixes reads --trusted-proxies: each entry a CIDR (10.0.0.0/8) or a
+// single address (127.0.0.1, ::1).
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted-proxies (--trusted-proxies, PARLEY_TRUSTED_PROXIES): %q is neither a CIDR nor an IP address", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // FromEnv is Parse with the process environment.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -44,6 +45,8 @@ type API struct {
 	Routes []func(mux *ServeMux, a *API)
 
 	limiter  *limiter
+	logins   *loginGuard
+	trusted  []netip.Prefix
 	patterns []string
 	// configs add route groups' settings to GET /api/config.
 	configs []func(map[string]any)
@@ -82,6 +85,9 @@ func (a *API) Patterns() []string { return slices.Clone(a.patterns) }
 // Handler builds the HTTP handler.
 func (a *API) Handler() http.Handler {
 	a.limiter = newLimiter(a.Config.RateLimit)
+	a.logins = &loginGuard{}
+	// Checked when the server was built, as below.
+	a.trusted, _ = config.ParsePrefixes(a.Config.TrustedProxies)
 	a.configs = nil
 	// Checked when the server was built; an invalid value is served as none.
 	if ice, err := config.ParseICEServers(a.Config.ICEServers); err == nil {
@@ -124,7 +130,7 @@ func (a *API) Handler() http.Handler {
 		mux.Handle("/", a.Web)
 	}
 	a.patterns = mux.patterns
-	return a.recover(a.observe(a.cors(mux.mux)))
+	return a.recover(a.observe(a.cors(a.sameOrigin(mux.mux))))
 }
 
 // unrouted answers /api/ paths no route took: 405 with Allow when the path
@@ -236,7 +242,7 @@ func (a *API) observe(next http.Handler) http.Handler {
 			a.Metrics.RequestTime.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
 		}
 		if a.Logger.Enabled(r.Context(), slog.LevelDebug) {
-			a.Logger.Debug("request", "method", r.Method, "route", route, "code", rec.code, "dur", time.Since(start))
+			a.Logger.Debug("request", "method", r.Method, "route", route, "code", rec.code, "dur", time.Since(start), "client", a.clientIP(r))
 		}
 	})
 }

@@ -47,7 +47,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			// The client left; nobody reads the answer.
 			e = &parley.Error{Code: parley.EUnavailable, Message: "request cancelled"}
 		} else {
-			a.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			a.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "client", a.clientIP(r), "err", err)
 			e = &parley.Error{Code: parley.EInternal, Message: "internal error"}
 		}
 	}
