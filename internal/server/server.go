@@ -74,6 +74,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	if _, err := config.ParseICEServers(cfg.ICEServers); err != nil {
 		return nil, err
 	}
+	if _, err := config.ParsePrefixes(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
 	maxStreams := cfg.MaxStreams
 	if maxStreams == 0 {
 		maxStreams = streamCapacity()
@@ -471,6 +474,9 @@ func (l eventLog) Heads(ctx context.Context, userIDs []string) (heads map[string
 // generating it on first start.
 func loadSecret(cfg config.Config) ([]byte, error) {
 	if cfg.JWTSecret != "" {
+		if len(cfg.JWTSecret) < config.MinJWTSecret {
+			return nil, fmt.Errorf("jwt-secret (--jwt-secret, PARLEY_JWT_SECRET) must be at least %d bytes, got %d", config.MinJWTSecret, len(cfg.JWTSecret))
+		}
 		return []byte(cfg.JWTSecret), nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
