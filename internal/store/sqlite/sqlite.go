@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,8 +94,27 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	// The lock and the database are the real file's, whatever links lead
+	// to it: two processes reaching one file by two names would otherwise
+	// take two different locks and hand out the same event ids.
+	path, err := realPath(path)
+	if err != nil {
+		return nil, err
+	}
 	lock, err := lockFile(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := private(path); err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	if err := quickCheck(ctx, path); err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, err
 	}
 	db, err := open(ctx, path, hook)
@@ -106,6 +126,100 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	}
 	db.lock = lock
 	return db, nil
+}
+
+// realPath resolves the symbolic links of path, or of its directory when
+// the file does not exist yet.
+func realPath(path string) (string, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err == nil {
+		return real, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("database path: %w", err)
+	}
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+		// A link to a file not there yet: create it where the link points.
+		target, err := os.Readlink(path)
+		if err != nil {
+			return "", fmt.Errorf("database path: %w", err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		return realPath(target)
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return "", fmt.Errorf("database path: %w", err)
+	}
+	return filepath.Join(dir, filepath.Base(path)), nil
+}
+
+// private creates the database file readable by its owner only (it holds
+// messages and password hashes) before SQLite opens it: SQLite gives the
+// -wal and -shm files the mode of the database. Files an older version left
+// readable by others are narrowed the same way.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + ".lock"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("make %s private: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ErrCorrupt is returned by Open for a database that fails SQLite's
+// integrity check: starting on it would fail later, at some read, in ways
+// that say nothing of the cause.
+var ErrCorrupt = errors.New("database is corrupt")
+
+// quickCheck runs PRAGMA quick_check on the database before anything else
+// touches it. It reads every page once (about a second per GiB), the price
+// of finding damage at start instead of in the middle of serving.
+func quickCheck(ctx context.Context, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() == 0 {
+		return nil // new: nothing to check
+	}
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	corrupt := func(detail string) error {
+		return fmt.Errorf("%w: %s: %s (restore it from a backup; `parley check` reports what it finds)", ErrCorrupt, path, detail)
+	}
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check(10)")
+	if err != nil {
+		return corrupt(err.Error())
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return corrupt(err.Error())
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return corrupt(err.Error())
+	}
+	if len(problems) > 0 {
+		return corrupt(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 func open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) {
