@@ -117,11 +117,6 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/config", a.clientConfig)
 	mux.HandleFunc("GET /api/diag/stream", a.diagStream)
 	mux.HandleFunc("GET /api/openapi.json", a.openAPI)
-	if a.Config.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
 	for _, add := range a.Routes {
 		add(mux, a)
 	}
@@ -131,6 +126,19 @@ func (a *API) Handler() http.Handler {
 	}
 	a.patterns = mux.patterns
 	return a.recover(a.observe(a.cors(a.sameOrigin(mux.mux))))
+}
+
+// PprofHandler serves /debug/pprof/. The server gives it a listener of its
+// own (--pprof-addr, loopback by default), never the public one: profiles
+// show memory contents and cost CPU, so they are for the operator only.
+func PprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // unrouted answers /api/ paths no route took: 405 with Allow when the path

@@ -47,6 +47,10 @@ type Server struct {
 	api     *httpapi.API
 	http    *http.Server
 	ln      net.Listener
+	// pprof serves /debug/pprof/ on its own listener (--pprof-addr), nil
+	// when off.
+	pprof   *http.Server
+	pprofLn net.Listener
 
 	// cluster connects this node to the others; nil for a single node.
 	cluster *cluster
@@ -249,6 +253,27 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.swept = time.Now()
+	if s.cfg.Pprof {
+		addr := s.cfg.PprofAddr
+		if addr == "" {
+			addr = config.DefaultPprofAddr
+		}
+		pln, err := net.Listen("tcp", addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("pprof listener (--pprof-addr): %w", err)
+		}
+		s.pprofLn = pln
+		s.pprof = &http.Server{Handler: httpapi.PprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.pprof.Serve(pln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("serve pprof", "err", err)
+			}
+		}()
+		s.log.Info("pprof listening", "addr", pln.Addr().String())
+	}
 	if s.cluster != nil {
 		// Subscribed before serving: no stream can miss a notification.
 		if err := s.cluster.start(); err != nil {
@@ -288,6 +313,14 @@ func (s *Server) Start() error {
 // Addr is the address the node listens on, once started.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// PprofAddr is where /debug/pprof/ is served, once started; "" when off.
+func (s *Server) PprofAddr() string {
+	if s.pprofLn == nil {
+		return ""
+	}
+	return s.pprofLn.Addr().String()
+}
+
 // URL is where a browser on this machine reaches the node, once started. A
 // node listening on every interface (0.0.0.0, ::) is shown at 127.0.0.1:
 // browsers treat loopback as a secure context, which calls need.
@@ -309,6 +342,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.hub.Close()
 	s.api.Streams.Stop()
 	err := s.http.Shutdown(ctx)
+	if s.pprof != nil {
+		// A profile being taken runs for its seconds: no reason to wait.
+		_ = s.pprof.Close()
+	}
 	s.wg.Wait()
 	s.push.Stop()
 	// The streams are gone: write what they delivered and who was online.
