@@ -36,6 +36,7 @@ type Config struct {
 	CallTimeout       time.Duration // 30s
 	MaxStreamsPerUser int           // 16
 	MaxStreams        int           // 0 = derived from the open-files limit
+	MaxDiagStreams    int           // open /api/diag/stream streams (no credentials needed); 32; 0 = no cap
 	RateLimit         float64       // requests/s per user, burst twice that; 20; 0 = off
 
 	RetentionAge    time.Duration // 720h (30 days)
@@ -150,6 +151,7 @@ func Default() Config {
 		PresenceGrace:     10 * time.Second,
 		CallTimeout:       30 * time.Second,
 		MaxStreamsPerUser: 16,
+		MaxDiagStreams:    32,
 		RateLimit:         20,
 		RetentionAge:      30 * 24 * time.Hour,
 		RetentionEvents:   10000,
@@ -246,6 +248,7 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "ringing time before a call is missed")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", c.MaxStreamsPerUser, "open streams allowed per user")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "open streams allowed per process (0 = from the open-files limit)")
+	fs.IntVar(&c.MaxDiagStreams, "max-diag-streams", c.MaxDiagStreams, "open /api/diag/stream test streams allowed per process (0 = no cap)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests/s per user, burst twice that (0 = off)")
 	fs.DurationVar(&c.RetentionAge, "retention-age", c.RetentionAge, "keep events at least this long")
 	fs.IntVar(&c.RetentionEvents, "retention-events", c.RetentionEvents, "keep at least this many newest events per user")
@@ -293,6 +296,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("idle-timeout (--idle-timeout, PARLEY_IDLE_TIMEOUT) must not be negative")
 	case c.MaxStreamsPerUser < 1:
 		return fmt.Errorf("max-streams-per-user (--max-streams-per-user, PARLEY_MAX_STREAMS_PER_USER) must be at least 1")
+	case c.MaxDiagStreams < 0:
+		return fmt.Errorf("max-diag-streams (--max-diag-streams, PARLEY_MAX_DIAG_STREAMS) must not be negative")
 	case c.RateLimit < 0:
 		return fmt.Errorf("rate-limit (--rate-limit, PARLEY_RATE_LIMIT) must not be negative")
 	case c.RetentionEvents < 0 || c.RetentionAge < 0:

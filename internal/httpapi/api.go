@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -44,10 +45,12 @@ type API struct {
 	// Routes lets other parts (chat) add their handlers to the mux.
 	Routes []func(mux *ServeMux, a *API)
 
-	limiter  *limiter
-	logins   *loginGuard
-	trusted  []netip.Prefix
-	patterns []string
+	limiter *limiter
+	logins  *loginGuard
+	// diagStreams counts open /api/diag/stream streams.
+	diagStreams atomic.Int64
+	trusted     []netip.Prefix
+	patterns    []string
 	// configs add route groups' settings to GET /api/config.
 	configs []func(map[string]any)
 	// iceServers is Config.ICEServers parsed, for GET /api/config.
