@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -66,6 +67,7 @@ type DB struct {
 
 	tail *store.Tail // the newest events, not yet merged into the tables
 	lock *os.File    // held while open: one process per database file
+	full store.Space // whether the disk (or the database's size limit) is full
 
 	logger        atomic.Pointer[slog.Logger]
 	mergeFailures atomic.Uint64 // merge steps that failed, for a metric
@@ -81,6 +83,7 @@ type DB struct {
 type request struct {
 	ctx     context.Context
 	fn      func(*store.Tx) error
+	raw     func(*stmtCache) error // in place of fn: tests' PRAGMAs on the writer's connection
 	err     error
 	events  []parley.Event
 	batches []store.Batch      // for the tail, once committed
@@ -327,7 +330,10 @@ func (db *DB) checkpointer() {
 // ctx ends first: by then fn may already be committed, and the caller must
 // not report a failure for a change that happened.
 func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
-	req := &request{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan struct{})}
+	return db.full.Seen(db.update(ctx, &request{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan struct{})}), dialect{}.IsFull, db.log())
+}
+
+func (db *DB) update(ctx context.Context, req *request) error {
 	select {
 	case db.reqs <- req:
 	case <-ctx.Done():
@@ -418,8 +424,18 @@ func (db *DB) log() *slog.Logger {
 	return slog.Default()
 }
 
-// Ping reports whether the database answers.
-func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
+// Ping reports whether the database answers, and whether it has room: after
+// a write failed for lack of space, it tries a small write (store.Tx.ProbeSpace)
+// and reports the store full until one succeeds.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.read.PingContext(ctx); err != nil {
+		return err
+	}
+	if db.full.Full() {
+		return db.Update(ctx, func(tx *store.Tx) error { return tx.ProbeSpace() })
+	}
+	return nil
+}
 
 // Close stops the writer after the queued transactions and closes the files.
 func (db *DB) Close() error {
@@ -731,6 +747,9 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 				err = fmt.Errorf("panic in transaction: %v", p)
 			}
 		}()
+		if req.raw != nil {
+			return req.raw(conn)
+		}
 		return req.fn(tx)
 	}()
 	db.heads.EndRequest(req.err == nil)
@@ -763,6 +782,14 @@ func (db *DB) runInSavepoint(conn *stmtCache, req *request) error {
 type dialect struct{}
 
 func (dialect) Rebind(q string) string { return q }
+
+func (dialect) IsFull(err error) bool {
+	var e *sqlite3.Error
+	if errors.As(err, &e) && e.Code()&0xff == sqlite3lib.SQLITE_FULL {
+		return true
+	}
+	return errors.Is(err, syscall.ENOSPC)
+}
 
 func (dialect) IsUniqueViolation(err error) bool {
 	var e *sqlite3.Error
