@@ -177,7 +177,8 @@ func TestCrossSiteCookieRequests(t *testing.T) {
 		{"Origin": "null"},
 		{"Sec-Fetch-Site": "cross-site"},
 		{"Sec-Fetch-Site": "same-site"}, // a sibling subdomain
-		{"Origin": "https://evil.example", "Sec-Fetch-Site": "same-origin"},
+		{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+		{"Origin": "https://app.example.com.evil.example"},
 	}
 	for _, h := range evil {
 		h["Cookie"] = cookie
@@ -194,6 +195,10 @@ func TestCrossSiteCookieRequests(t *testing.T) {
 		{"Origin": n.URL},
 		{"Origin": "https://app.example.com"},
 		{"Sec-Fetch-Site": "same-origin"},
+		{"Origin": "https://app.example.com", "Sec-Fetch-Site": "cross-site"},
+		// Behind a proxy that passes another Host, the browser's own
+		// Sec-Fetch-Site still tells.
+		{"Origin": "https://chat.example.com", "Sec-Fetch-Site": "same-origin"},
 		{}, // not a browser
 	} {
 		h["Cookie"] = cookie

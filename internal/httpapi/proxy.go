@@ -133,9 +133,10 @@ func (a *API) sessionCookieFor(r *http.Request, c *http.Cookie) *http.Cookie {
 // needs no Content-Type to be forged as a form. So with cookie credentials
 // (and no Authorization header, which a page of another site cannot set
 // without a CORS preflight) a POST, PUT, PATCH or DELETE must come from this
-// server's own origin or one of --cors-origins, as told by Origin, else by
-// Sec-Fetch-Site. A request carrying neither header is not from a browser
-// that could be tricked, and passes.
+// server's own origin or one of --cors-origins, as told by Sec-Fetch-Site,
+// else (older browsers) by Origin compared with the host asked for. A
+// request carrying neither header is not from a browser that could be
+// tricked, and passes.
 func (a *API) sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -160,22 +161,28 @@ func (a *API) sameOrigin(next http.Handler) http.Handler {
 }
 
 func (a *API) fromOwnOrigin(r *http.Request) bool {
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if containsFold(a.Config.CORSOrigins, origin) {
-			return true
-		}
-		u, err := url.Parse(origin)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return false // "null" and the like: a sandboxed or opaque origin
-		}
-		return strings.EqualFold(u.Host, a.requestHost(r))
-	}
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-		// none: typed in the address bar or a bookmark, not a page's doing.
+	origin := r.Header.Get("Origin")
+	if origin != "" && containsFold(a.Config.CORSOrigins, origin) {
 		return true
 	}
-	return false
+	// Sec-Fetch-Site is written by the browser itself (pages cannot set
+	// it) and compares origins as the browser saw them, so it holds behind
+	// any proxy, whatever Host the proxy passes on.
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none": // none: typed in the address bar, a bookmark
+		return true
+	case "same-site", "cross-site":
+		return false
+	}
+	// Browsers without Sec-Fetch-Site (before 2023 for Safari) send Origin.
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false // "null" and the like: a sandboxed or opaque origin
+	}
+	return strings.EqualFold(u.Host, a.requestHost(r))
 }
 
 // requestHost is the host the client asked for: Host, or the trusted
