@@ -273,3 +273,39 @@ func wantInvalid(t *testing.T, what string, res *servertest.Response) {
 		t.Fatalf("%s: %s does not name display_name", what, res.Body)
 	}
 }
+
+// TestNULNeverA500: NUL in any text a client or a backend sends (names,
+// passwords, subjects, ids, search terms, publish payloads) is refused or
+// not found, never an internal error — PostgreSQL refuses NUL in TEXT, so
+// run this with PARLEY_TEST_DATABASE_URL too.
+func TestNULNeverA500(t *testing.T) {
+	n := servertest.Start(t)
+	pro := n.Register(t, "nulpro", "professional")
+	cl := n.Register(t, "nulcl", "client")
+	auth := func(u servertest.User) map[string]string { return map[string]string{"Authorization": "Bearer " + u.Token} }
+	key := map[string]string{"Authorization": "Bearer " + servertest.APIKey}
+	checks := []struct {
+		m, p string
+		body any
+		h    map[string]string
+	}{
+		{"POST", "/api/auth/login", map[string]string{"username": "a\x00b", "password": "password123"}, nil},
+		{"POST", "/api/auth/register", map[string]string{"username": "a\x00b", "password": "pass\x00word123", "role": "client"}, nil},
+		{"POST", "/api/conversations", map[string]any{"professional_id": pro.ID, "subject": "s\x00", "message": map[string]string{"body": "hi"}}, auth(cl)},
+		{"POST", "/api/conversations", map[string]any{"professional_id": "u\x00", "message": map[string]string{"body": "hi"}}, auth(cl)},
+		{"POST", "/api/conversations", map[string]any{"professional_external_id": "x\x00", "message": map[string]string{"body": "hi"}}, auth(cl)},
+		{"GET", "/api/search?q=a%00b", nil, auth(cl)},
+		{"GET", "/api/users/u%00", nil, auth(cl)},
+		{"PATCH", "/api/me", map[string]string{"bio": "b\x00"}, auth(cl)},
+		{"PUT", "/api/server/users/x%00y", map[string]string{"role": "client"}, key},
+		{"POST", "/api/publish", map[string]any{"user_ids": []string{"u\x00"}, "type": "t\x00", "data": map[string]string{"k": "v\x00"}}, key},
+		{"POST", "/api/publish", map[string]any{"user_ids": []string{cl.ID}, "type": "t", "data": map[string]string{"k": "v\x00"}}, key},
+		{"POST", "/api/push/subscriptions", map[string]any{"endpoint": "https://fcm.googleapis.com/x\x00", "keys": map[string]string{"p256dh": "a\x00", "auth": "b"}}, auth(cl)},
+	}
+	for _, c := range checks {
+		res := opsDo(t, n, c.m, c.p, c.body, c.h)
+		if res.StatusCode >= http.StatusInternalServerError {
+			t.Errorf("%s %s: %d %s", c.m, c.p, res.StatusCode, res.Body)
+		}
+	}
+}
