@@ -282,7 +282,9 @@ func TestNULNeverA500(t *testing.T) {
 	n := servertest.Start(t)
 	pro := n.Register(t, "nulpro", "professional")
 	cl := n.Register(t, "nulcl", "client")
-	auth := func(u servertest.User) map[string]string { return map[string]string{"Authorization": "Bearer " + u.Token} }
+	auth := func(u servertest.User) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + u.Token}
+	}
 	key := map[string]string{"Authorization": "Bearer " + servertest.APIKey}
 	checks := []struct {
 		m, p string
