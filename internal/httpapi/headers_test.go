@@ -24,6 +24,7 @@ func TestJSONNotStored(t *testing.T) {
 		{"GET", "/api/nowhere", u.Token},
 		{"POST", "/api/auth/login", ""},
 		{"GET", "/healthz", ""},
+		{"GET", "/no-such-page", ""},
 	} {
 		res := n.Do(t, tc.method, tc.path, tc.token, nil, nil)
 		if !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
