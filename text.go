@@ -1,5 +1,10 @@
 package parley
 
+import (
+	"strings"
+	"unicode/utf8"
+)
+
 // UnsafeRune reports whether r must not appear in a name or short text that
 // other people see (a display name, a bio, a file name): NUL and other
 // control characters, the bidirectional marks, embeddings, overrides and
@@ -22,4 +27,48 @@ func UnsafeRune(r rune) bool {
 		return true
 	}
 	return false
+}
+
+// MaxDisplayNameChars bounds a display name, in characters after trimming.
+const MaxDisplayNameChars = 64
+
+// DisplayName checks a display name a person or an app's backend gives
+// (registration, PATCH /api/me, the server API): trimmed, 1–64 characters,
+// valid UTF-8, and nothing UnsafeRune names, since a name is how people tell
+// each other apart and a bidi override or a zero-width character lets one
+// pass for another. What is wrong is refused with invalid_request on
+// display_name, never silently changed: the caller can fix it.
+func DisplayName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !utf8.ValidString(s) {
+		return "", Invalid("display_name", "display_name must be valid UTF-8")
+	}
+	if strings.IndexFunc(s, UnsafeRune) >= 0 {
+		return "", Invalid("display_name", "display_name must not contain control, bidirectional or zero-width characters")
+	}
+	switch n := utf8.RuneCountInString(s); {
+	case n == 0:
+		return "", Invalid("display_name", "display_name must not be empty")
+	case n > MaxDisplayNameChars:
+		return "", Invalid("display_name", "display_name must be at most %d characters", MaxDisplayNameChars)
+	}
+	return s, nil
+}
+
+// StripDisplayName is DisplayName for a name nobody can be asked to fix (a
+// token's name claim, signed by the app): the characters DisplayName would
+// refuse are removed and the rest trimmed and cut to 64 characters. It
+// returns "" when nothing is left.
+func StripDisplayName(s string) string {
+	s = strings.ToValidUTF8(s, "")
+	s = strings.TrimSpace(strings.Map(func(r rune) rune {
+		if UnsafeRune(r) {
+			return -1
+		}
+		return r
+	}, s))
+	if utf8.RuneCountInString(s) > MaxDisplayNameChars {
+		s = strings.TrimSpace(string([]rune(s)[:MaxDisplayNameChars]))
+	}
+	return s
 }

@@ -145,7 +145,9 @@ func (a *AppTokens) check(std josejwt.Claims, extra map[string]any, now time.Tim
 		c.Role = role
 	}
 	if v, ok := extra["name"].(string); ok {
-		if name, err := DisplayName(v); err == nil {
+		// A token cannot be answered with a 400: what would be refused
+		// elsewhere is stripped, and a name with nothing left is ignored.
+		if name := parley.StripDisplayName(v); name != "" {
 			c.Name = &name
 		}
 	}
@@ -202,35 +204,6 @@ func (c *AppClaims) sessionID() string {
 	}
 	sum := sha256.Sum256([]byte("jti\x00" + c.Issuer + "\x00" + c.Subject + "\x00" + c.ID))
 	return "sa_" + strings.ToLower(sessionEncoding.EncodeToString(sum[:])[:40])
-}
-
-// maxDisplayName is the longest display name, in characters.
-const maxDisplayName = 64
-
-// DisplayName cleans a display name given by an app (a token's name, the
-// server API's display_name): trimmed, 1–64 characters, and refused if it
-// holds NUL or other control characters, bidirectional overrides or
-// isolates, or zero-width characters, which can make a name look like
-// another or reorder the text around it.
-func DisplayName(s string) (string, error) {
-	s = strings.TrimSpace(s)
-	if !utf8.ValidString(s) {
-		return "", parley.Invalid("display_name", "display_name must be valid UTF-8")
-	}
-	n := 0
-	for _, r := range s {
-		n++
-		switch {
-		case unicode.IsControl(r),
-			r >= 0x202A && r <= 0x202E, r >= 0x2066 && r <= 0x2069, r == 0x200E, r == 0x200F, r == 0x061C,
-			r >= 0x200B && r <= 0x200D, r == 0x2060, r == 0xFEFF:
-			return "", parley.Invalid("display_name", "display_name must not contain control, bidirectional or zero-width characters")
-		}
-	}
-	if n == 0 || n > maxDisplayName {
-		return "", parley.Invalid("display_name", "display_name must be 1–%d characters", maxDisplayName)
-	}
-	return s, nil
 }
 
 // appPrincipal authenticates an app token: verified, then its session,
@@ -307,7 +280,7 @@ func (s *Service) upsertAppUser(tx *store.Tx, externalID string, name *string, r
 		u.DisplayName = externalID
 		if name != nil {
 			u.DisplayName = *name
-		} else if dn, err := DisplayName(externalID); err == nil {
+		} else if dn := parley.StripDisplayName(externalID); dn != "" {
 			u.DisplayName = dn
 		} else {
 			u.DisplayName = "User"
@@ -351,7 +324,7 @@ func (s *Service) UpsertAppUser(ctx context.Context, externalID string, name *st
 		return nil, false, parley.Invalid("role", "role must be client or professional")
 	}
 	if name != nil {
-		n, err := DisplayName(*name)
+		n, err := parley.DisplayName(*name)
 		if err != nil {
 			return nil, false, err
 		}

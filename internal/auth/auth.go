@@ -77,8 +77,11 @@ func (r *Registration) Validate() error {
 		return parley.Invalid("password", "password must be at most 72 bytes")
 	case r.Role != parley.RoleClient && r.Role != parley.RoleProfessional:
 		return parley.Invalid("role", "role must be client or professional")
-	case utf8.RuneCountInString(r.DisplayName) > 64:
-		return parley.Invalid("display_name", "display_name must be at most 64 characters")
+	}
+	if strings.TrimSpace(r.DisplayName) != "" {
+		if _, err := parley.DisplayName(r.DisplayName); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -9,9 +9,6 @@ import (
 	"github.com/parley-chat/parley/internal/store"
 )
 
-// MaxDisplayNameChars bounds a display name, as at registration.
-const MaxDisplayNameChars = 64
-
 // ProfileUpdate is the body of PATCH /api/me: each field is changed only
 // when present.
 type ProfileUpdate struct {
@@ -26,15 +23,9 @@ type ProfileUpdate struct {
 // zero-width characters, which would let a name pass for another.
 func (s *Service) UpdateProfile(ctx context.Context, userID string, req ProfileUpdate) (*parley.User, error) {
 	if req.DisplayName != nil {
-		name := strings.TrimSpace(*req.DisplayName)
-		if err := checkText("display_name", name, false); err != nil {
+		name, err := parley.DisplayName(*req.DisplayName)
+		if err != nil {
 			return nil, err
-		}
-		switch n := utf8.RuneCountInString(name); {
-		case n == 0:
-			return nil, parley.Invalid("display_name", "display_name must not be empty")
-		case n > MaxDisplayNameChars:
-			return nil, parley.Invalid("display_name", "display_name must be at most %d characters", MaxDisplayNameChars)
 		}
 		req.DisplayName = &name
 	}

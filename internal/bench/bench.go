@@ -269,8 +269,13 @@ func (e *Env) ServerMetrics(ctx context.Context, names ...string) map[string]flo
 
 // CollectGarbage asks the server to run a garbage collection, through
 // /debug/pprof/heap?gc=1, so that the heap figures that follow count live
-// memory only. It reports false when the server does not serve pprof.
+// memory only. It reports false when the server does not serve pprof. A
+// spawned server serves it on a listener of its own (Target.PprofURL); a
+// running one is tried at its own URL, as servers before --pprof-addr did.
 func (e *Env) CollectGarbage(ctx context.Context) bool {
+	if e.Target.PprofURL != "" {
+		return e.collectGarbage(ctx, e.Target.PprofURL)
+	}
 	if len(e.Target.URLs) > 1 {
 		ok := true
 		for _, u := range e.Target.URLs {
@@ -569,8 +574,8 @@ it measured (--json for one JSON object). Every workload ends by itself.
 By default it spawns the server under test: this executable as "serve" with a
 temporary data dir, a free 127.0.0.1 port, --api-keys bench-key,
 --rate-limit 0, --max-streams-per-user 16, --password-cost 4, --idle-timeout 0
-(bench users send no activity) and --pprof (so heap figures can be taken
-after a forced GC), then any --server-flag, and
+(bench users send no activity) and --pprof-addr on another free loopback port
+(so heap figures can be taken after a forced GC), then any --server-flag, and
 stops it at the end. With --url it uses a running server (give --api-key for
 the workloads that publish, and --pid if it is not a local listener).
 

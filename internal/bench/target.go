@@ -23,6 +23,9 @@ import (
 type Target struct {
 	URL    string
 	APIKey string
+	// PprofURL is where the server serves /debug/pprof/ (its own
+	// listener, --pprof-addr); "" when unknown.
+	PprofURL string
 	// PID is the server's process id on this machine, or 0 when unknown
 	// (then the /proc figures are left out).
 	PID int
@@ -61,6 +64,11 @@ func spawnServer(ctx context.Context, extra []string, logPath, cpus string, logf
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	pprofPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	pprofAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(pprofPort))
 	args := []string{
 		"--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--api-keys", spawnAPIKey,
 		"--rate-limit", "0", "--max-streams-per-user", "16", "--password-cost", "4",
@@ -70,7 +78,7 @@ func spawnServer(ctx context.Context, extra []string, logPath, cpus string, logf
 		"--idle-timeout", "0",
 		// pprof lets bench force a garbage collection before reading
 		// the heap, so memory per stream counts live memory only.
-		"--pprof",
+		"--pprof-addr", pprofAddr,
 	}
 	args = append(args, extra...) // later flags win
 	cmd, err := serverCommand(args)
@@ -105,7 +113,7 @@ func spawnServer(ctx context.Context, extra []string, logPath, cpus string, logf
 		return nil, fmt.Errorf("start server: %w", err)
 	}
 	logFile.Close() // the child holds its own copy
-	t := &Target{URL: "http://" + addr, APIKey: spawnAPIKey, PID: cmd.Process.Pid, cmd: cmd, dir: dir, logPath: logPath, exited: make(chan struct{})}
+	t := &Target{URL: "http://" + addr, PprofURL: "http://" + pprofAddr, APIKey: spawnAPIKey, PID: cmd.Process.Pid, cmd: cmd, dir: dir, logPath: logPath, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(t.exited) }()
 	logf("spawned server pid %d at %s (log %s)", t.PID, t.URL, logPath)
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -185,6 +186,17 @@ func (s *Service) Signal(ctx context.Context, userID, callID string, payload jso
 		other := c.CalleeID
 		if userID == c.CalleeID {
 			other = c.CallerID
+		}
+		ok, err := tx.AddSignalBytes(c.ID, userID == c.CallerID, int64(buf.Len()), s.opts.MaxSignalBytes)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// A negotiation takes tens of KiB; what goes past the bound is
+			// a client filling the log, not a call. A new call starts a new
+			// count.
+			return &parley.Error{Code: parley.ERateLimited, RetryAfter: s.opts.CallTimeout,
+				Message: fmt.Sprintf("this call's signalling is over its %d bytes; end it and start another", s.opts.MaxSignalBytes)}
 		}
 		// Built by hand rather than with json.Marshal, which would rewrite
 		// < > & inside the payload as \u003c…: the payload arrives as sent,

@@ -41,6 +41,10 @@ type Options struct {
 	MaxBodyChars int
 	// CallTimeout is how long a call rings before it is missed; 30s.
 	CallTimeout time.Duration
+	// MaxSignalBytes bounds the call.signal payload bytes each party of a
+	// call may write to the log (the events are durable); 1 MiB, some
+	// twenty times what a negotiation with renegotiations takes.
+	MaxSignalBytes int64
 	// TypingThrottle is how soon a repeated typing start is forwarded again; 2.5s.
 	TypingThrottle time.Duration
 	// Files removes the stored bytes of attachments whose rows a deletion
@@ -57,13 +61,15 @@ type Files interface {
 
 // Limits of request fields the SPEC leaves open (see docs/chat.md).
 const (
-	MaxSubjectChars   = 200
-	MaxClientIDBytes  = 200
-	MaxSignalPayload  = 64 << 10
-	DefaultPageSize   = 50
-	MaxPageSize       = 200
-	MaxConversations  = 500
-	defaultTypingWait = 2500 * time.Millisecond
+	MaxSubjectChars  = 200
+	MaxClientIDBytes = 200
+	MaxSignalPayload = 64 << 10
+	// DefaultMaxSignalBytes is Options.MaxSignalBytes unless set.
+	DefaultMaxSignalBytes = 1 << 20
+	DefaultPageSize       = 50
+	MaxPageSize           = 200
+	MaxConversations      = 500
+	defaultTypingWait     = 2500 * time.Millisecond
 )
 
 // Service runs the chat rules. Its methods are safe for concurrent use.
@@ -84,6 +90,9 @@ type Service struct {
 func New(st store.Store, notify Notifier, presence Presence, opts Options, logger *slog.Logger) *Service {
 	if opts.MaxBodyChars <= 0 {
 		opts.MaxBodyChars = 4000
+	}
+	if opts.MaxSignalBytes <= 0 {
+		opts.MaxSignalBytes = DefaultMaxSignalBytes
 	}
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 30 * time.Second

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -35,6 +36,7 @@ type Config struct {
 	CallTimeout       time.Duration // 30s
 	MaxStreamsPerUser int           // 16
 	MaxStreams        int           // 0 = derived from the open-files limit
+	MaxDiagStreams    int           // open /api/diag/stream streams (no credentials needed); 32; 0 = no cap
 	RateLimit         float64       // requests/s per user, burst twice that; 20; 0 = off
 
 	RetentionAge    time.Duration // 720h (30 days)
@@ -50,7 +52,23 @@ type Config struct {
 	SessionTTL       time.Duration
 
 	LogLevel string // debug, info, warn, error
-	Pprof    bool   // serve /debug/pprof/ on the main listener
+	// Pprof serves /debug/pprof/ on a listener of its own at PprofAddr,
+	// never on the public one; false.
+	Pprof bool
+	// PprofAddr is where /debug/pprof/ is served when Pprof is set; setting
+	// it turns pprof on. Default 127.0.0.1:6060 (loopback: profiles show
+	// memory contents and cost CPU).
+	PprofAddr string
+
+	// TrustedProxies are the reverse proxies (CIDRs or addresses) whose
+	// X-Forwarded-For, X-Real-IP and X-Forwarded-Proto are believed: only
+	// when the TCP peer is one of them does the client address come from
+	// those headers. Default none: the headers are ignored.
+	TrustedProxies []string
+	// CookieSecure decides the session cookie's Secure attribute: auto
+	// (default: when the request came over TLS, directly or through a
+	// trusted proxy's X-Forwarded-Proto: https), always or never.
+	CookieSecure string
 
 	// Inside an existing app (SPEC §9.1): its tokens and its registration.
 	// AuthSecret is the HMAC key of the app's tokens; "" = none. HS256 needs
@@ -106,6 +124,16 @@ var DefaultPushServices = []string{
 // their own address.
 const DefaultPushSubject = "https://github.com/parley-chat/parley"
 
+// DefaultPprofAddr is where pprof listens when turned on without an address.
+const DefaultPprofAddr = "127.0.0.1:6060"
+
+// Session cookie Secure settings.
+const (
+	CookieSecureAuto   = "auto"
+	CookieSecureAlways = "always"
+	CookieSecureNever  = "never"
+)
+
 // Registration settings.
 const (
 	RegistrationOpen   = "open"
@@ -123,6 +151,7 @@ func Default() Config {
 		PresenceGrace:     10 * time.Second,
 		CallTimeout:       30 * time.Second,
 		MaxStreamsPerUser: 16,
+		MaxDiagStreams:    32,
 		RateLimit:         20,
 		RetentionAge:      30 * 24 * time.Hour,
 		RetentionEvents:   10000,
@@ -144,6 +173,8 @@ func Default() Config {
 		PushServices:      append([]string(nil), DefaultPushServices...),
 		PushSubject:       DefaultPushSubject,
 		PushPreview:       true,
+		PprofAddr:         DefaultPprofAddr,
+		CookieSecure:      CookieSecureAuto,
 	}
 }
 
@@ -217,6 +248,7 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "ringing time before a call is missed")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", c.MaxStreamsPerUser, "open streams allowed per user")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "open streams allowed per process (0 = from the open-files limit)")
+	fs.IntVar(&c.MaxDiagStreams, "max-diag-streams", c.MaxDiagStreams, "open /api/diag/stream test streams allowed per process (0 = no cap)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests/s per user, burst twice that (0 = off)")
 	fs.DurationVar(&c.RetentionAge, "retention-age", c.RetentionAge, "keep events at least this long")
 	fs.IntVar(&c.RetentionEvents, "retention-events", c.RetentionEvents, "keep at least this many newest events per user")
@@ -229,7 +261,14 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.PasswordCost, "password-cost", c.PasswordCost, "bcrypt cost (4–31); lower only for load tests")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "lifetime of a token and its session")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on its own listener (--pprof-addr), never the public one")
+	fs.Func("pprof-addr", "listen address of /debug/pprof/ (setting it turns pprof on; default 127.0.0.1:6060)", func(s string) error {
+		c.PprofAddr = strings.TrimSpace(s)
+		c.Pprof = c.PprofAddr != ""
+		return nil
+	})
+	fs.Func("trusted-proxies", "comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For/-Proto and X-Real-IP are believed", listInto(&c.TrustedProxies))
+	fs.StringVar(&c.CookieSecure, "cookie-secure", c.CookieSecure, "session cookie's Secure attribute: auto (when the request came over TLS), always or never")
 	fs.StringVar(&c.AuthSecret, "auth-secret", c.AuthSecret, "HMAC key of the app's own tokens (HS256/384/512)")
 	fs.StringVar(&c.AuthJWKSURL, "auth-jwks-url", c.AuthJWKSURL, "the app's public keys as a JWKS: https://…, http://… or a file path")
 	fs.StringVar(&c.AuthIssuer, "auth-issuer", c.AuthIssuer, "required iss of the app's tokens")
@@ -257,6 +296,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("idle-timeout (--idle-timeout, PARLEY_IDLE_TIMEOUT) must not be negative")
 	case c.MaxStreamsPerUser < 1:
 		return fmt.Errorf("max-streams-per-user (--max-streams-per-user, PARLEY_MAX_STREAMS_PER_USER) must be at least 1")
+	case c.MaxDiagStreams < 0:
+		return fmt.Errorf("max-diag-streams (--max-diag-streams, PARLEY_MAX_DIAG_STREAMS) must not be negative")
 	case c.RateLimit < 0:
 		return fmt.Errorf("rate-limit (--rate-limit, PARLEY_RATE_LIMIT) must not be negative")
 	case c.RetentionEvents < 0 || c.RetentionAge < 0:
@@ -292,10 +333,44 @@ func (c *Config) Validate() error {
 		// refused by the others.
 		return fmt.Errorf("bus: several nodes must sign tokens with one secret; set jwt-secret (PARLEY_JWT_SECRET) on every node")
 	}
+	if c.CookieSecure != CookieSecureAuto && c.CookieSecure != CookieSecureAlways && c.CookieSecure != CookieSecureNever {
+		return fmt.Errorf("cookie-secure (--cookie-secure, PARLEY_COOKIE_SECURE) must be auto, always or never, not %q", c.CookieSecure)
+	}
+	if c.JWTSecret != "" && len(c.JWTSecret) < MinJWTSecret {
+		// HS256 with a short key can be brute-forced offline from any one
+		// token, and then anyone can sign in as anyone.
+		return fmt.Errorf("jwt-secret (--jwt-secret, PARLEY_JWT_SECRET) must be at least %d bytes, got %d; generate one with: openssl rand -hex 32 (or leave it unset to have one generated and kept in the data dir)", MinJWTSecret, len(c.JWTSecret))
+	}
+	if _, err := ParsePrefixes(c.TrustedProxies); err != nil {
+		return err
+	}
 	if _, err := ParseICEServers(c.ICEServers); err != nil {
 		return err
 	}
 	return nil
+}
+
+// MinJWTSecret is the shortest signing secret accepted, in bytes: the size
+// of the HS256 hash.
+const MinJWTSecret = 32
+
+// ParsePrefixes reads --trusted-proxies: each entry a CIDR (10.0.0.0/8) or a
+// single address (127.0.0.1, ::1).
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted-proxies (--trusted-proxies, PARLEY_TRUSTED_PROXIES): %q is neither a CIDR nor an IP address", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // FromEnv is Parse with the process environment.

@@ -85,3 +85,38 @@ func TestEnvName(t *testing.T) {
 		t.Fatalf("EnvName = %q", got)
 	}
 }
+
+// TestHardeningSettings: a short signing secret and unreadable proxy ranges
+// are refused at start with a message naming the setting; the cookie and
+// pprof settings have their documented defaults.
+func TestHardeningSettings(t *testing.T) {
+	get := func(env map[string]string) func(string) string { return func(k string) string { return env[k] } }
+	c, err := config.Parse(nil, get(nil), nil)
+	if err != nil || c.CookieSecure != "auto" || c.Pprof || c.PprofAddr != "127.0.0.1:6060" || len(c.TrustedProxies) != 0 {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	_, err = config.Parse([]string{"--jwt-secret", "short"}, get(nil), nil)
+	if err == nil || !strings.Contains(err.Error(), "jwt-secret") || !strings.Contains(err.Error(), "32 bytes") {
+		t.Fatalf("short jwt-secret: %v", err)
+	}
+	if _, err := config.Parse(nil, get(map[string]string{"PARLEY_JWT_SECRET": strings.Repeat("x", 32)}), nil); err != nil {
+		t.Fatalf("32-byte secret: %v", err)
+	}
+	c, err = config.Parse([]string{"--trusted-proxies", "10.0.0.0/8, 127.0.0.1,::1"}, get(nil), nil)
+	if err != nil || len(c.TrustedProxies) != 3 {
+		t.Fatalf("trusted proxies: %v %v", c.TrustedProxies, err)
+	}
+	if p, _ := config.ParsePrefixes(c.TrustedProxies); len(p) != 3 || p[1].Bits() != 32 || p[2].Bits() != 128 {
+		t.Fatalf("prefixes: %v", p)
+	}
+	if _, err := config.Parse(nil, get(map[string]string{"PARLEY_TRUSTED_PROXIES": "nginx"}), nil); err == nil || !strings.Contains(err.Error(), "trusted-proxies") {
+		t.Fatalf("a name as proxy: %v", err)
+	}
+	if _, err := config.Parse([]string{"--cookie-secure", "yes"}, get(nil), nil); err == nil || !strings.Contains(err.Error(), "cookie-secure") {
+		t.Fatalf("cookie-secure yes: %v", err)
+	}
+	c, err = config.Parse(nil, get(map[string]string{"PARLEY_PPROF_ADDR": "127.0.0.1:7070"}), nil)
+	if err != nil || !c.Pprof || c.PprofAddr != "127.0.0.1:7070" {
+		t.Fatalf("pprof-addr: %v %v %v", c.Pprof, c.PprofAddr, err)
+	}
+}

@@ -20,7 +20,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, parley.Errorf(parley.EForbidden, "registration is closed; sign in through the app"))
 		return
 	}
-	if !a.limiter.allow("ip:" + clientIP(r)) {
+	if !a.limiter.allow("ip:" + a.clientIP(r)) {
 		a.writeError(w, r, &parley.Error{Code: parley.ERateLimited, Message: "too many requests", RetryAfter: time.Second})
 		return
 	}
@@ -38,7 +38,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
-	if !a.limiter.allow("ip:" + clientIP(r)) {
+	if !a.limiter.allow("ip:" + a.clientIP(r)) {
 		a.writeError(w, r, &parley.Error{Code: parley.ERateLimited, Message: "too many requests", RetryAfter: time.Second})
 		return
 	}
@@ -50,7 +50,16 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	if wait := a.logins.begin(req.Username, time.Now()); wait > 0 {
+		a.writeError(w, r, &parley.Error{Code: parley.ERateLimited, Message: "too many failed logins for this account; try again later", RetryAfter: wait})
+		return
+	}
 	g, err := a.Auth.Login(r.Context(), req.Username, req.Password)
+	if err == nil {
+		a.logins.succeeded(req.Username)
+	} else if parley.ErrorCode(err) == parley.EUnauthorized {
+		a.Logger.Info("failed login", "username", loginKey(req.Username), "client", a.clientIP(r))
+	}
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -61,10 +70,7 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 // grant answers a login with the token and sets it as the session cookie.
 func (a *API) grant(w http.ResponseWriter, r *http.Request, code int, g *auth.Grant) {
 	a.decorate(g.User)
-	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: g.Token, Path: "/", Expires: g.ExpiresAt,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
-	})
+	http.SetCookie(w, a.sessionCookieFor(r, &http.Cookie{Value: g.Token, Expires: g.ExpiresAt}))
 	writeJSON(w, code, map[string]any{"user": g.User, "token": g.Token, "expires_at": parley.T(g.ExpiresAt)})
 }
 
@@ -75,7 +81,7 @@ func (a *API) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.Streams.Hub.KickSession(p.User.ID, p.Session.ID)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, a.sessionCookieFor(r, &http.Cookie{MaxAge: -1}))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -178,14 +184,4 @@ func intParam(s, name string, def, lo, hi int64) (int64, error) {
 		return 0, parley.Invalid(name, "%s must be an integer from %d to %d", name, lo, hi)
 	}
 	return n, nil
-}
-
-func clientIP(r *http.Request) string {
-	host := r.RemoteAddr
-	for i := len(host) - 1; i >= 0; i-- {
-		if host[i] == ':' {
-			return host[:i]
-		}
-	}
-	return host
 }

@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -43,8 +45,12 @@ type API struct {
 	// Routes lets other parts (chat) add their handlers to the mux.
 	Routes []func(mux *ServeMux, a *API)
 
-	limiter  *limiter
-	patterns []string
+	limiter *limiter
+	logins  *loginGuard
+	// diagStreams counts open /api/diag/stream streams.
+	diagStreams atomic.Int64
+	trusted     []netip.Prefix
+	patterns    []string
 	// configs add route groups' settings to GET /api/config.
 	configs []func(map[string]any)
 	// iceServers is Config.ICEServers parsed, for GET /api/config.
@@ -82,6 +88,9 @@ func (a *API) Patterns() []string { return slices.Clone(a.patterns) }
 // Handler builds the HTTP handler.
 func (a *API) Handler() http.Handler {
 	a.limiter = newLimiter(a.Config.RateLimit)
+	a.logins = &loginGuard{}
+	// Checked when the server was built, as below.
+	a.trusted, _ = config.ParsePrefixes(a.Config.TrustedProxies)
 	a.configs = nil
 	// Checked when the server was built; an invalid value is served as none.
 	if ice, err := config.ParseICEServers(a.Config.ICEServers); err == nil {
@@ -111,11 +120,6 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /api/config", a.clientConfig)
 	mux.HandleFunc("GET /api/diag/stream", a.diagStream)
 	mux.HandleFunc("GET /api/openapi.json", a.openAPI)
-	if a.Config.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
 	for _, add := range a.Routes {
 		add(mux, a)
 	}
@@ -124,7 +128,20 @@ func (a *API) Handler() http.Handler {
 		mux.Handle("/", a.Web)
 	}
 	a.patterns = mux.patterns
-	return a.recover(a.observe(a.cors(mux.mux)))
+	return a.recover(a.observe(a.cors(a.sameOrigin(mux.mux))))
+}
+
+// PprofHandler serves /debug/pprof/. The server gives it a listener of its
+// own (--pprof-addr, loopback by default), never the public one: profiles
+// show memory contents and cost CPU, so they are for the operator only.
+func PprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // unrouted answers /api/ paths no route took: 405 with Allow when the path
@@ -236,7 +253,7 @@ func (a *API) observe(next http.Handler) http.Handler {
 			a.Metrics.RequestTime.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
 		}
 		if a.Logger.Enabled(r.Context(), slog.LevelDebug) {
-			a.Logger.Debug("request", "method", r.Method, "route", route, "code", rec.code, "dur", time.Since(start))
+			a.Logger.Debug("request", "method", r.Method, "route", route, "code", rec.code, "dur", time.Since(start), "client", a.clientIP(r))
 		}
 	})
 }

@@ -215,6 +215,9 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.do("POST", "/api/auth/register", "", map[string]any{"username": "x", "password": "password123", "role": "client"}, nil)     // 400
 	c.do("POST", "/api/auth/login", "", map[string]any{"username": proName, "password": "password123"}, &pro)
 	c.do("POST", "/api/auth/login", "", map[string]any{"username": proName, "password": "wrong-password"}, nil) // 401
+	for range 7 { // 401s, then 429 with Retry-After: the username's failures are slowed down
+		c.do("POST", "/api/auth/login", "", map[string]any{"username": "oa_guessed", "password": "wrong-password"}, nil)
+	}
 	c.do("POST", "/api/auth/activity", client.Token, nil, nil)
 	c.do("GET", "/api/me", client.Token, nil, nil)
 	c.do("GET", "/api/me", "", nil, nil) // 401

@@ -50,8 +50,18 @@ func (a *API) clientConfig(w http.ResponseWriter, r *http.Request) {
 }
 
 // diagStream is SPEC §7's proxy check: a tick a second for 30 s, then done.
+//
+// It needs no credentials, so the streams open at once are capped
+// (MaxDiagStreams): beyond, 503 with Retry-After, rather than letting anyone
+// hold connections and goroutines for free.
 func (a *API) diagStream(w http.ResponseWriter, r *http.Request) {
 	const ticks = 30
+	if n := a.diagStreams.Add(1); a.Config.MaxDiagStreams > 0 && n > int64(a.Config.MaxDiagStreams) {
+		a.diagStreams.Add(-1)
+		a.writeError(w, r, &parley.Error{Code: parley.EUnavailable, Message: "too many diagnostic streams open; try again later", RetryAfter: ticks * time.Second})
+		return
+	}
+	defer a.diagStreams.Add(-1)
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")

@@ -47,7 +47,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			// The client left; nobody reads the answer.
 			e = &parley.Error{Code: parley.EUnavailable, Message: "request cancelled"}
 		} else {
-			a.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
+			a.Logger.Error("internal error", "method", r.Method, "path", r.URL.Path, "client", a.clientIP(r), "err", err)
 			e = &parley.Error{Code: parley.EInternal, Message: "internal error"}
 		}
 	}
@@ -67,6 +67,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		slog.Error("encode response", "err", err)
+		noStore(w.Header())
 		http.Error(w, `{"error":{"code":"internal","message":"internal error"}}`, http.StatusInternalServerError)
 		return
 	}
@@ -75,10 +76,20 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // writeRawJSON is writeJSON for a body already encoded.
 func writeRawJSON(w http.ResponseWriter, code int, b []byte) {
+	noStore(w.Header())
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+// noStore marks an API answer as not to be kept by browsers or proxies
+// (it holds messages, tokens, who is online: a shared cache or the back
+// button on a shared computer must not show it to someone else) and not to
+// be sniffed as anything but its declared type.
+func noStore(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 }
 
 // decode reads a JSON body of at most limit bytes into dst, answering the

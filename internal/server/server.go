@@ -47,6 +47,10 @@ type Server struct {
 	api     *httpapi.API
 	http    *http.Server
 	ln      net.Listener
+	// pprof serves /debug/pprof/ on its own listener (--pprof-addr), nil
+	// when off.
+	pprof   *http.Server
+	pprofLn net.Listener
 
 	// cluster connects this node to the others; nil for a single node.
 	cluster *cluster
@@ -72,6 +76,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		return nil, err
 	}
 	if _, err := config.ParseICEServers(cfg.ICEServers); err != nil {
+		return nil, err
+	}
+	if _, err := config.ParsePrefixes(cfg.TrustedProxies); err != nil {
 		return nil, err
 	}
 	maxStreams := cfg.MaxStreams
@@ -246,6 +253,27 @@ func (s *Server) Start() error {
 	}
 	s.ln = ln
 	s.swept = time.Now()
+	if s.cfg.Pprof {
+		addr := s.cfg.PprofAddr
+		if addr == "" {
+			addr = config.DefaultPprofAddr
+		}
+		pln, err := net.Listen("tcp", addr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("pprof listener (--pprof-addr): %w", err)
+		}
+		s.pprofLn = pln
+		s.pprof = &http.Server{Handler: httpapi.PprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.pprof.Serve(pln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("serve pprof", "err", err)
+			}
+		}()
+		s.log.Info("pprof listening", "addr", pln.Addr().String())
+	}
 	if s.cluster != nil {
 		// Subscribed before serving: no stream can miss a notification.
 		if err := s.cluster.start(); err != nil {
@@ -285,6 +313,14 @@ func (s *Server) Start() error {
 // Addr is the address the node listens on, once started.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// PprofAddr is where /debug/pprof/ is served, once started; "" when off.
+func (s *Server) PprofAddr() string {
+	if s.pprofLn == nil {
+		return ""
+	}
+	return s.pprofLn.Addr().String()
+}
+
 // URL is where a browser on this machine reaches the node, once started. A
 // node listening on every interface (0.0.0.0, ::) is shown at 127.0.0.1:
 // browsers treat loopback as a secure context, which calls need.
@@ -306,6 +342,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.hub.Close()
 	s.api.Streams.Stop()
 	err := s.http.Shutdown(ctx)
+	if s.pprof != nil {
+		// A profile being taken runs for its seconds: no reason to wait.
+		_ = s.pprof.Close()
+	}
 	s.wg.Wait()
 	s.push.Stop()
 	// The streams are gone: write what they delivered and who was online.
@@ -471,6 +511,9 @@ func (l eventLog) Heads(ctx context.Context, userIDs []string) (heads map[string
 // generating it on first start.
 func loadSecret(cfg config.Config) ([]byte, error) {
 	if cfg.JWTSecret != "" {
+		if len(cfg.JWTSecret) < config.MinJWTSecret {
+			return nil, fmt.Errorf("jwt-secret (--jwt-secret, PARLEY_JWT_SECRET) must be at least %d bytes, got %d", config.MinJWTSecret, len(cfg.JWTSecret))
+		}
 		return []byte(cfg.JWTSecret), nil
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

@@ -231,6 +231,9 @@ func (n *Node) Publish(tb testing.TB, typ string, data any, userIDs ...string) m
 	return out.IDs
 }
 
+// PprofAddr is where the node serves /debug/pprof/; "" when off.
+func (n *Node) PprofAddr() string { return n.srv.PprofAddr() }
+
 // Routes returns the route patterns the node registered, as the server's
 // route table holds them.
 func (n *Node) Routes() []string { return n.srv.Routes() }

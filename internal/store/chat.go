@@ -529,6 +529,23 @@ func (tx *Tx) SetCallState(id, from, to string, at time.Time) (bool, error) {
 	return n > 0, err
 }
 
+// AddSignalBytes counts n more bytes of call.signal payload written by the
+// caller (or the callee) of call id, unless that would take the party's
+// total past limit; it reports whether they were counted. The condition in
+// the UPDATE makes the check and the count one step, whatever the node.
+func (tx *Tx) AddSignalBytes(id string, caller bool, n, limit int64) (bool, error) {
+	col := "callee_signal_bytes"
+	if caller {
+		col = "caller_signal_bytes"
+	}
+	res, err := tx.exec(`UPDATE calls SET `+col+` = `+col+` + ? WHERE id = ? AND `+col+` + ? <= ?`, n, id, n, limit)
+	if err != nil {
+		return false, fmt.Errorf("count signal bytes: %w", err)
+	}
+	k, err := res.RowsAffected()
+	return k > 0, err
+}
+
 // RingingSince lists up to limit calls still ringing that started before t.
 func (tx *Tx) RingingSince(t time.Time, limit int) ([]*parley.Call, error) {
 	rows, err := tx.query(`SELECT `+callColumns+` FROM calls WHERE state = 'ringing' AND created_at < ? ORDER BY created_at LIMIT ?`,

@@ -14,6 +14,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"strconv"
@@ -47,6 +48,8 @@ const (
 type DB struct {
 	db   *sql.DB
 	hook store.CommitHook
+	full store.Space // whether the server's disk was full at the last write
+	log  *slog.Logger
 }
 
 // Open connects to the database at rawURL (postgres://…), applies the
@@ -116,6 +119,14 @@ func splitPoolSize(rawURL string) (string, int, error) {
 // of its own): as with the SQLite store, a caller that went away must not
 // leave a change committed that was reported as failed, or the reverse.
 func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
+	log := db.log
+	if log == nil {
+		log = slog.Default()
+	}
+	return db.full.Seen(db.update(ctx, fn), dialect{}.IsFull, log)
+}
+
+func (db *DB) update(ctx context.Context, fn func(*store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -194,8 +205,17 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) error {
 	return fn(store.NewTx(ctx, sqlTx, dialect{}))
 }
 
-// Ping reports whether the database answers.
-func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }
+// Ping reports whether the database answers, and after a write failed for
+// lack of disk space, whether a small write succeeds again.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.db.PingContext(ctx); err != nil {
+		return err
+	}
+	if db.full.Full() {
+		return db.Update(ctx, func(tx *store.Tx) error { return tx.ProbeSpace() })
+	}
+	return nil
+}
 
 // Close refuses new transactions, waits for the statements in flight and
 // closes the connections.
@@ -206,6 +226,14 @@ type dialect struct{}
 func (dialect) Rebind(q string) string { return store.DollarRebind(q) }
 
 func (dialect) ForUpdate() string { return " FOR UPDATE" }
+
+// IsFull recognises disk_full (53100) and the other "insufficient
+// resources" errors of a server out of room (53000, out of disk for temp
+// files or WAL).
+func (dialect) IsFull(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "53100" || pgErr.Code == "53000")
+}
 
 func (dialect) IsUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError

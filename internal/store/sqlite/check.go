@@ -44,6 +44,11 @@ func Check(ctx context.Context, path string, repair bool) (*CheckReport, error) 
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
+	// The lock a node takes is on the real file (Open).
+	path, err := realPath(path)
+	if err != nil {
+		return nil, err
+	}
 	lock, err := lockFile(path)
 	if err != nil {
 		return nil, err

@@ -15,7 +15,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -65,6 +67,7 @@ type DB struct {
 
 	tail *store.Tail // the newest events, not yet merged into the tables
 	lock *os.File    // held while open: one process per database file
+	full store.Space // whether the disk (or the database's size limit) is full
 
 	logger        atomic.Pointer[slog.Logger]
 	mergeFailures atomic.Uint64 // merge steps that failed, for a metric
@@ -80,6 +83,7 @@ type DB struct {
 type request struct {
 	ctx     context.Context
 	fn      func(*store.Tx) error
+	raw     func(*stmtCache) error // in place of fn: tests' PRAGMAs on the writer's connection
 	err     error
 	events  []parley.Event
 	batches []store.Batch      // for the tail, once committed
@@ -93,8 +97,27 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	// The lock and the database are the real file's, whatever links lead
+	// to it: two processes reaching one file by two names would otherwise
+	// take two different locks and hand out the same event ids.
+	path, err := realPath(path)
+	if err != nil {
+		return nil, err
+	}
 	lock, err := lockFile(path)
 	if err != nil {
+		return nil, err
+	}
+	if err := private(path); err != nil {
+		if lock != nil {
+			lock.Close()
+		}
+		return nil, err
+	}
+	if err := quickCheck(ctx, path); err != nil {
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, err
 	}
 	db, err := open(ctx, path, hook)
@@ -106,6 +129,100 @@ func Open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 	}
 	db.lock = lock
 	return db, nil
+}
+
+// realPath resolves the symbolic links of path, or of its directory when
+// the file does not exist yet.
+func realPath(path string) (string, error) {
+	real, err := filepath.EvalSymlinks(path)
+	if err == nil {
+		return real, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("database path: %w", err)
+	}
+	if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+		// A link to a file not there yet: create it where the link points.
+		target, err := os.Readlink(path)
+		if err != nil {
+			return "", fmt.Errorf("database path: %w", err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		return realPath(target)
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return "", fmt.Errorf("database path: %w", err)
+	}
+	return filepath.Join(dir, filepath.Base(path)), nil
+}
+
+// private creates the database file readable by its owner only (it holds
+// messages and password hashes) before SQLite opens it: SQLite gives the
+// -wal and -shm files the mode of the database. Files an older version left
+// readable by others are narrowed the same way.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + ".lock"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("make %s private: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// ErrCorrupt is returned by Open for a database that fails SQLite's
+// integrity check: starting on it would fail later, at some read, in ways
+// that say nothing of the cause.
+var ErrCorrupt = errors.New("database is corrupt")
+
+// quickCheck runs PRAGMA quick_check on the database before anything else
+// touches it. It reads every page once (about a second per GiB), the price
+// of finding damage at start instead of in the middle of serving.
+func quickCheck(ctx context.Context, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() == 0 {
+		return nil // new: nothing to check
+	}
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	corrupt := func(detail string) error {
+		return fmt.Errorf("%w: %s: %s (restore it from a backup; `parley check` reports what it finds)", ErrCorrupt, path, detail)
+	}
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check(10)")
+	if err != nil {
+		return corrupt(err.Error())
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return corrupt(err.Error())
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return corrupt(err.Error())
+	}
+	if len(problems) > 0 {
+		return corrupt(strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 func open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) {
@@ -217,7 +334,10 @@ func (db *DB) checkpointer() {
 // ctx ends first: by then fn may already be committed, and the caller must
 // not report a failure for a change that happened.
 func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
-	req := &request{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan struct{})}
+	return db.full.Seen(db.update(ctx, &request{ctx: context.WithoutCancel(ctx), fn: fn, done: make(chan struct{})}), dialect{}.IsFull, db.log())
+}
+
+func (db *DB) update(ctx context.Context, req *request) error {
 	select {
 	case db.reqs <- req:
 	case <-ctx.Done():
@@ -308,8 +428,18 @@ func (db *DB) log() *slog.Logger {
 	return slog.Default()
 }
 
-// Ping reports whether the database answers.
-func (db *DB) Ping(ctx context.Context) error { return db.read.PingContext(ctx) }
+// Ping reports whether the database answers, and whether it has room: after
+// a write failed for lack of space, it tries a small write (store.Tx.ProbeSpace)
+// and reports the store full until one succeeds.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.read.PingContext(ctx); err != nil {
+		return err
+	}
+	if db.full.Full() {
+		return db.Update(ctx, func(tx *store.Tx) error { return tx.ProbeSpace() })
+	}
+	return nil
+}
 
 // Close stops the writer after the queued transactions and closes the files.
 func (db *DB) Close() error {
@@ -621,6 +751,9 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 				err = fmt.Errorf("panic in transaction: %v", p)
 			}
 		}()
+		if req.raw != nil {
+			return req.raw(conn)
+		}
 		return req.fn(tx)
 	}()
 	db.heads.EndRequest(req.err == nil)
@@ -653,6 +786,14 @@ func (db *DB) runInSavepoint(conn *stmtCache, req *request) error {
 type dialect struct{}
 
 func (dialect) Rebind(q string) string { return q }
+
+func (dialect) IsFull(err error) bool {
+	var e *sqlite3.Error
+	if errors.As(err, &e) && e.Code()&0xff == sqlite3lib.SQLITE_FULL {
+		return true
+	}
+	return errors.Is(err, syscall.ENOSPC)
+}
 
 func (dialect) IsUniqueViolation(err error) bool {
 	var e *sqlite3.Error
