@@ -38,7 +38,7 @@ func TestDiskFull(t *testing.T) {
 		id := fmt.Sprintf("u_full%04d", created)
 		name := id
 		err = db.Update(ctx, func(tx *store.Tx) error {
-			return tx.CreateUser(&parley.User{ID: id, Username: &name, DisplayName: name, Role: parley.RoleClient, PasswordHash: hash, CreatedAt: store.Now()})
+			return tx.CreateUser(&parley.User{ID: id, Username: &name, DisplayName: name, Role: parley.RoleProfessional, PasswordHash: hash, CreatedAt: store.Now()})
 		})
 		if err != nil {
 			break
@@ -55,7 +55,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	count := func() int {
 		var users []*parley.User
-		if err := db.View(ctx, func(tx *store.Tx) (err error) { users, err = tx.Users("", 2000); return err }); err != nil {
+		if err := db.View(ctx, func(tx *store.Tx) (err error) { users, err = tx.Users("", "", 2000); return err }); err != nil {
 			t.Fatal(err)
 		}
 		return len(users)
@@ -73,7 +73,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	name := "u_after"
 	if err := db.Update(ctx, func(tx *store.Tx) error {
-		return tx.CreateUser(&parley.User{ID: name, Username: &name, DisplayName: name, Role: parley.RoleClient, PasswordHash: hash, CreatedAt: store.Now()})
+		return tx.CreateUser(&parley.User{ID: name, Username: &name, DisplayName: name, Role: parley.RoleProfessional, PasswordHash: hash, CreatedAt: store.Now()})
 	}); err != nil {
 		t.Fatalf("write once there is room: %v", err)
 	}
