@@ -72,6 +72,9 @@ func spawnServer(ctx context.Context, extra []string, logPath, cpus string, logf
 	args := []string{
 		"--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--api-keys", spawnAPIKey,
 		"--rate-limit", "0", "--max-streams-per-user", "16", "--password-cost", "4",
+		// The load comes from a few loopback addresses, thousands of
+		// connections each (a storm opens them all at once).
+		"--max-conns-per-ip", "0",
 		// Bench users hold streams and send no activity, which the idle
 		// logout would end after 5 minutes (a soak's streams, then, and
 		// a later run's): sessions stay up for the workload's length.

@@ -4,9 +4,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/parley-chat/parley/internal/config"
 	"github.com/parley-chat/parley/internal/servertest"
 )
 
@@ -58,5 +62,96 @@ func TestMetricsLabelsBounded(t *testing.T) {
 	t.Logf("/metrics: %d bytes before, %d after %d requests with random methods", before, after, requests)
 	if after-before > 16<<10 {
 		t.Fatalf("/metrics grew from %d to %d bytes with %d made-up methods: each is a series of its own", before, after, requests)
+	}
+}
+
+// TestSlowBodyIsCut: a body trickled at a few bytes a second used to hold
+// its connection for as long as the client liked (a login body at 1 byte/s
+// stayed open past 40 s). With --body-timeout 1s the server stops reading
+// it within the deadline and the connection is closed.
+func TestSlowBodyIsCut(t *testing.T) {
+	n := servertest.Start(t, func(c *config.Config) { c.BodyTimeout = time.Second })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "POST /api/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	closed := make(chan time.Duration, 1)
+	go func() {
+		_, _ = io.Copy(io.Discard, conn) // returns when the server closes
+		closed <- time.Since(start)
+	}()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case d := <-closed:
+			t.Logf("a body at 4 bytes/s was cut after %v", d.Round(10*time.Millisecond))
+			if d > 3*time.Second {
+				t.Fatalf("cut after %v, want about the 1s body timeout", d)
+			}
+			return
+		case <-tick.C:
+			if time.Since(start) > 6*time.Second {
+				t.Fatalf("a body trickled at 4 bytes/s is still being read after %v", time.Since(start).Round(time.Second))
+			}
+			_, _ = conn.Write([]byte(" "))
+		}
+	}
+}
+
+// TestConnectionsPerAddressCapped: one address may hold at most
+// --max-conns-per-ip connections; beyond it a connection gets a 503 in the
+// contract's shape with Retry-After, and once its others close the address
+// is served again.
+func TestConnectionsPerAddressCapped(t *testing.T) {
+	const max = 8
+	n := servertest.Start(t, func(c *config.Config) { c.MaxConnsPerIP = max })
+	addr := strings.TrimPrefix(n.URL, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var refused string
+	for i := 0; i <= max && refused == ""; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		// A connection over the cap is answered at once, without a request.
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		b, _ := io.ReadAll(c)
+		refused = string(b)
+	}
+	if !strings.HasPrefix(refused, "HTTP/1.1 503") || !strings.Contains(refused, "Retry-After:") || !strings.Contains(refused, `"code":"unavailable"`) {
+		t.Fatalf("%d connections from one address, no refusal: %q", len(conns), refused)
+	}
+	if len(conns) > max+1 {
+		t.Fatalf("refused only at connection %d, cap %d", len(conns), max)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := http.Get(n.URL + "/healthz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the address is not served again once its connections closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -24,6 +24,9 @@ type Metrics struct {
 	// CorruptRuns counts log reads that failed on a stored run of events
 	// that does not decode (`parley check --repair` drops it).
 	CorruptRuns prometheus.Counter
+	// ConnsRefused counts connections refused because their address held
+	// --max-conns-per-ip already.
+	ConnsRefused prometheus.Counter
 }
 
 // New registers the collectors. openStreams reports the open stream count.
@@ -57,9 +60,12 @@ func New(openStreams func() float64) *Metrics {
 		CorruptRuns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_store_corrupt_runs_total", Help: "Log reads that failed on a stored run of events that does not decode.",
 		}),
+		ConnsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_http_conns_refused_total", Help: "Connections refused because their client address held --max-conns-per-ip already.",
+		}),
 	}
 	m.Registry.MustRegister(m.StreamsOpen, m.EventsWritten, m.EventsReplayed, m.StreamCloses, m.DeliveryDelay,
-		m.Requests, m.RequestTime, m.CorruptRuns,
+		m.Requests, m.RequestTime, m.CorruptRuns, m.ConnsRefused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

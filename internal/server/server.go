@@ -251,6 +251,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	trusted, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // checked in New
+	ln = newCapListener(ln, s.cfg.MaxConnsPerIP, trusted, s.metrics.ConnsRefused.Inc)
 	s.ln = ln
 	s.swept = time.Now()
 	if s.cfg.Pprof {
