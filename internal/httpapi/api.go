@@ -128,7 +128,7 @@ func (a *API) Handler() http.Handler {
 		mux.Handle("/", a.Web)
 	}
 	a.patterns = mux.patterns
-	return a.recover(a.observe(a.bodyDeadline(a.cors(a.sameOrigin(mux.mux)))))
+	return a.recover(a.observe(a.deadlines(a.cors(a.sameOrigin(mux.mux)))))
 }
 
 // PprofHandler serves /debug/pprof/. The server gives it a listener of its

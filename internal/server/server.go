@@ -490,9 +490,9 @@ func (l eventLog) Bounds(ctx context.Context, userID string) (first, last int64,
 	return first, last, err
 }
 
-func (l eventLog) After(ctx context.Context, userID string, after int64, limit int) (evs []parley.Event, err error) {
+func (l eventLog) After(ctx context.Context, userID string, after int64, limit, maxBytes int) (evs []parley.Event, err error) {
 	err = l.st.View(ctx, func(tx *store.Tx) error {
-		evs, err = tx.EventsAfter(userID, after, limit)
+		evs, err = tx.EventsAfterMax(userID, after, limit, maxBytes)
 		return err
 	})
 	if err != nil {
