@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/stream"
+	"golang.org/x/sync/semaphore"
 )
 
 // Presence decorates users with their online state and last_seen.
@@ -46,6 +47,8 @@ type API struct {
 	Routes []func(mux *ServeMux, a *API)
 
 	limiter *limiter
+	// publishing holds the bytes of publishes in flight (PublishInFlight).
+	publishing *semaphore.Weighted
 	logins  *loginGuard
 	// diagStreams counts open /api/diag/stream streams.
 	diagStreams atomic.Int64
@@ -89,6 +92,9 @@ func (a *API) Patterns() []string { return slices.Clone(a.patterns) }
 func (a *API) Handler() http.Handler {
 	a.limiter = newLimiter(a.Config.RateLimit)
 	a.logins = &loginGuard{}
+	if a.Config.PublishInFlight > 0 {
+		a.publishing = semaphore.NewWeighted(a.Config.PublishInFlight)
+	}
 	// Checked when the server was built, as below.
 	a.trusted, _ = config.ParsePrefixes(a.Config.TrustedProxies)
 	a.configs = nil
