@@ -301,6 +301,7 @@ func countFDs(pid int, links map[string]bool) int {
 type procSample struct {
 	At    time.Time
 	RSS   int64 // bytes
+	Peak  int64 // bytes: the most RSS the process ever had (VmHWM)
 	Ticks int64 // utime + stime, in clock ticks
 }
 
@@ -318,9 +319,10 @@ func readProc(pid int) (procSample, error) {
 	if err != nil {
 		return s, err
 	}
-	if s.RSS, err = parseVmRSS(status); err != nil {
+	if s.RSS, err = parseStatusKB(status, "VmRSS:"); err != nil {
 		return s, err
 	}
+	s.Peak, _ = parseStatusKB(status, "VmHWM:")
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return s, err
@@ -329,9 +331,12 @@ func readProc(pid int) (procSample, error) {
 	return s, err
 }
 
-func parseVmRSS(status []byte) (int64, error) {
+func parseVmRSS(status []byte) (int64, error) { return parseStatusKB(status, "VmRSS:") }
+
+// parseStatusKB reads a "<key> <n> kB" line of /proc/<pid>/status, in bytes.
+func parseStatusKB(status []byte, key string) (int64, error) {
 	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, key); ok {
 			f := strings.Fields(rest)
 			if len(f) == 2 && f[1] == "kB" {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
@@ -339,7 +344,7 @@ func parseVmRSS(status []byte) (int64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", key)
 }
 
 func parseStatTicks(stat []byte) (int64, error) {
