@@ -130,11 +130,17 @@ func (tx *Tx) render(userID string, evs []parley.Event) error {
 // a message event, the last_message of a conversation.created. start and end
 // delimit it in e.Data.
 func refIn(e parley.Event) (id string, start, end int, ok bool) {
-	start, end = 0, len(e.Data)
-	if e.Type == parley.EventConversationCreated {
+	switch e.Type {
+	case parley.EventMessageCreated, parley.EventMessageUpdated, parley.EventMessageDeleted:
+		start, end = 0, len(e.Data)
+	case parley.EventConversationCreated:
 		if start, end, ok = valueSpan(e.Data, "last_message"); !ok {
 			return "", 0, 0, false
 		}
+	default:
+		// Only Parley writes these types; an app's event is its own
+		// data, whatever it looks like.
+		return "", 0, 0, false
 	}
 	if !bytes.HasPrefix(e.Data[start:end], msgRefPrefix) {
 		return "", 0, 0, false
