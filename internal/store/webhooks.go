@@ -116,6 +116,20 @@ func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit int) ([]*W
 	return ws, nil
 }
 
+// ReleaseWebhookLeases ends the lease of the webhook id, or of every
+// webhook when id is "", so it can be claimed again at once.
+func (tx *Tx) ReleaseWebhookLeases(id string) error {
+	q, args := `UPDATE webhooks SET lease_until = 0 WHERE lease_until > 0`, []any{}
+	if id != "" {
+		q += ` AND id = ?`
+		args = append(args, id)
+	}
+	if _, err := tx.exec(q, args...); err != nil {
+		return fmt.Errorf("release webhook leases: %w", err)
+	}
+	return nil
+}
+
 // WebhookDelivered removes a webhook its receiver accepted.
 func (tx *Tx) WebhookDelivered(id string) error {
 	if _, err := tx.exec(`DELETE FROM webhooks WHERE id = ?`, id); err != nil {
