@@ -123,6 +123,10 @@ type Config struct {
 	// WebhookRetryDelays are the waits after each failed attempt, the last
 	// repeated; 5s, 5m, 30m, 2h, 5h, 10h. Tests shorten them.
 	WebhookRetryDelays []time.Duration
+	// WebhookLease is how long a node owns a webhook it claimed; another
+	// node sends it after that if this one died mid-delivery; 1m. Tests
+	// shorten it.
+	WebhookLease time.Duration
 }
 
 // WebhookTypes are the webhook types (SPEC §9.3), the default of
@@ -201,6 +205,7 @@ func Default() Config {
 		WebhookUnreadAfter: 2 * time.Minute,
 		WebhookMaxAge:      24 * time.Hour,
 		WebhookRetryDelays: append([]time.Duration(nil), DefaultWebhookRetryDelays...),
+		WebhookLease:       time.Minute,
 		PprofAddr:          DefaultPprofAddr,
 		CookieSecure:       CookieSecureAuto,
 	}
@@ -318,6 +323,7 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.WebhookUnreadAfter, "webhook-unread-after", c.WebhookUnreadAfter, "delay before message.unread for a message still unread (0 = never)")
 	fs.DurationVar(&c.WebhookMaxAge, "webhook-max-age", c.WebhookMaxAge, "how long a webhook delivery is retried before it is kept as failed")
 	fs.Func("webhook-retry-delays", "comma-separated waits after each failed webhook attempt, the last repeated (default 5s,5m,30m,2h,5h,10h; tests shorten them)", durationsInto(&c.WebhookRetryDelays))
+	fs.DurationVar(&c.WebhookLease, "webhook-lease", c.WebhookLease, "with several nodes, how long a node owns a webhook it is sending before another may take it over (tests shorten it)")
 	return fs
 }
 
@@ -353,6 +359,8 @@ func (c *Config) validWebhooks() error {
 	switch {
 	case c.WebhookUnreadAfter < 0:
 		return fmt.Errorf("webhook-unread-after (--webhook-unread-after, PARLEY_WEBHOOK_UNREAD_AFTER) must not be negative")
+	case c.WebhookLease < time.Second:
+		return fmt.Errorf("webhook-lease (--webhook-lease, PARLEY_WEBHOOK_LEASE) must be at least 1s")
 	case c.WebhookMaxAge <= 0:
 		return fmt.Errorf("webhook-max-age (--webhook-max-age, PARLEY_WEBHOOK_MAX_AGE) must be positive")
 	case c.WebhookURL == "":

@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		_, local := s.store.(*sqlite.DB)
 		s.webhooks, err = webhook.New(s.store, webhook.Options{
 			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, MaxAge: cfg.WebhookMaxAge,
-			Delays: cfg.WebhookRetryDelays, SingleNode: local,
+			Delays: cfg.WebhookRetryDelays, Lease: cfg.WebhookLease, SingleNode: local,
 		}, s.metrics, logger)
 		if err != nil {
 			s.store.Close()

@@ -57,7 +57,8 @@ type Options struct {
 	// most one in flight, so its webhooks arrive in the order written.
 	Concurrency int
 	// Lease is how long a claimed row is this node's; other nodes take it
-	// over after it (this node died mid-delivery). 6 × Timeout.
+	// over after it (this node died mid-delivery). 6 × Timeout. A lease
+	// shorter than Timeout may send a slow delivery twice (same id).
 	Lease time.Duration
 	// Poll is how often the outbox is read when nothing woke the sender; 250ms.
 	Poll time.Duration
