@@ -87,6 +87,22 @@ func (tx *Tx) webhooks(q string, args ...any) ([]*Webhook, error) {
 	return out, rows.Err()
 }
 
+// WebhookDue reports whether some webhook may be claimed at now: a cheap
+// read that spares an idle sender a write transaction per poll.
+func (tx *Tx) WebhookDue(now time.Time) (bool, error) {
+	var one int
+	us := Micros(now)
+	err := tx.queryRow(`SELECT 1 FROM webhooks WHERE state = ? AND next_at <= ? AND lease_until <= ? LIMIT 1`,
+		WebhookPending, us, us).Scan(&one)
+	if isNoRows(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for due webhooks: %w", err)
+	}
+	return true, nil
+}
+
 // ClaimWebhooks leases up to limit due webhooks until now+lease, at most one
 // per conversation: the oldest pending row of each conversation, so that a
 // conversation's webhooks go out one at a time, in order, even across

@@ -197,6 +197,18 @@ func (s *Sender) claim(ctx context.Context, wg *sync.WaitGroup) int {
 	if free <= 0 {
 		return 0
 	}
+	// Most polls find nothing: a read says so without a write transaction.
+	var due bool
+	if err := s.st.View(ctx, func(tx *store.Tx) error {
+		var err error
+		due, err = tx.WebhookDue(time.Now())
+		return err
+	}); err != nil || !due {
+		if err != nil && ctx.Err() == nil {
+			s.log.Warn("look for due webhooks", "err", err)
+		}
+		return 0
+	}
 	var ws []*store.Webhook
 	err := s.st.Update(ctx, func(tx *store.Tx) error {
 		var err error
