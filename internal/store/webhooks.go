@@ -19,6 +19,7 @@ const (
 // Webhook is a row of the outbox (migration 00013).
 type Webhook struct {
 	ID             string // the webhook-id header, the same on every attempt
+	Ord            int64  // order within the conversation
 	Type           string
 	ConversationID string
 	Body           []byte // {"type", "timestamp", "data"}, fixed at write time
@@ -58,12 +59,12 @@ func (tx *Tx) InsertWebhook(typ, conversationID string, data any) error {
 	return nil
 }
 
-const webhookColumns = `id, type, conversation_id, body, created_at, retry_from, state, attempts, next_at, last_status, last_error`
+const webhookColumns = `id, ord, type, conversation_id, body, created_at, retry_from, state, attempts, next_at, last_status, last_error`
 
 func scanWebhook(row scanner) (*Webhook, error) {
 	var w Webhook
 	var created, from, next int64
-	if err := row.Scan(&w.ID, &w.Type, &w.ConversationID, &w.Body, &created, &from, &w.State, &w.Attempts, &next, &w.LastStatus, &w.LastError); err != nil {
+	if err := row.Scan(&w.ID, &w.Ord, &w.Type, &w.ConversationID, &w.Body, &created, &from, &w.State, &w.Attempts, &next, &w.LastStatus, &w.LastError); err != nil {
 		return nil, err
 	}
 	w.CreatedAt, w.RetryFrom, w.NextAt = FromMicros(created), FromMicros(from), FromMicros(next)
@@ -103,12 +104,14 @@ func (tx *Tx) WebhookDue(now time.Time) (bool, error) {
 	return true, nil
 }
 
-// ClaimWebhooks leases up to limit due webhooks until now+lease, at most one
-// per conversation: the oldest pending row of each conversation, so that a
-// conversation's webhooks go out one at a time, in order, even across
-// nodes. A back end with concurrent writers skips rows another node is
-// claiming (FOR UPDATE SKIP LOCKED) rather than waiting for them.
-func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit int) ([]*Webhook, error) {
+// ClaimWebhooks leases due webhooks until now+lease: the oldest pending row
+// of up to limit conversations, each with up to perConv-1 rows that follow
+// it, in order. Only a conversation's oldest pending row opens it to a
+// claim, so its webhooks go out in order, from one node at a time, and the
+// rows after the first ride along rather than wait for a claim each. A back
+// end with concurrent writers skips rows another node is claiming (FOR
+// UPDATE SKIP LOCKED) rather than waiting for them.
+func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit, perConv int) ([][]*Webhook, error) {
 	lock := ""
 	if l, ok := tx.d.(RowLocker); ok {
 		lock = l.ForUpdate() + " SKIP LOCKED"
@@ -124,12 +127,28 @@ func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit int) ([]*W
 		return nil, err
 	}
 	until := Micros(now.Add(lease))
-	for _, w := range ws {
-		if _, err := tx.exec(`UPDATE webhooks SET lease_until = ? WHERE id = ?`, until, w.ID); err != nil {
-			return nil, fmt.Errorf("lease webhook: %w", err)
+	groups := make([][]*Webhook, 0, len(ws))
+	for _, head := range ws {
+		g := []*Webhook{head}
+		if perConv > 1 {
+			// Rows behind a conversation's head have never been tried, so
+			// they are all due; the bounds only guard the order.
+			more, err := tx.webhooks(`SELECT `+webhookColumns+` FROM webhooks
+				WHERE conversation_id = ? AND state = ? AND ord > ? AND next_at <= ? AND lease_until <= ?
+				ORDER BY ord LIMIT ?`+lock, head.ConversationID, WebhookPending, head.Ord, us, us, perConv-1)
+			if err != nil {
+				return nil, err
+			}
+			g = append(g, more...)
 		}
+		for _, w := range g {
+			if _, err := tx.exec(`UPDATE webhooks SET lease_until = ? WHERE id = ?`, until, w.ID); err != nil {
+				return nil, fmt.Errorf("lease webhook: %w", err)
+			}
+		}
+		groups = append(groups, g)
 	}
-	return ws, nil
+	return groups, nil
 }
 
 // ReleaseWebhookLeases ends the lease of the webhook id, or of every

@@ -62,6 +62,9 @@ type Options struct {
 	Lease time.Duration
 	// Poll is how often the outbox is read when nothing woke the sender; 250ms.
 	Poll time.Duration
+	// Batch is how many webhooks of one conversation one claim takes, sent
+	// one after the other; 64.
+	Batch int
 	// Client sends the requests; a client with Timeout and no redirects.
 	Client *http.Client
 	// SingleNode says no other process shares the outbox (the embedded
@@ -131,6 +134,9 @@ func New(st store.Store, opts Options, m *metrics.Metrics, logger *slog.Logger) 
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = DefaultPoll
+	}
+	if opts.Batch <= 0 {
+		opts.Batch = 64
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{
@@ -209,10 +215,10 @@ func (s *Sender) claim(ctx context.Context, wg *sync.WaitGroup) int {
 		}
 		return 0
 	}
-	var ws []*store.Webhook
+	var groups [][]*store.Webhook
 	err := s.st.Update(ctx, func(tx *store.Tx) error {
 		var err error
-		ws, err = tx.ClaimWebhooks(time.Now(), s.opts.Lease, free)
+		groups, err = tx.ClaimWebhooks(time.Now(), s.opts.Lease, free, s.opts.Batch)
 		return err
 	})
 	if err != nil {
@@ -222,24 +228,50 @@ func (s *Sender) claim(ctx context.Context, wg *sync.WaitGroup) int {
 		return 0
 	}
 	s.mu.Lock()
-	s.inflight += len(ws)
+	s.inflight += len(groups)
 	s.mu.Unlock()
-	for _, w := range ws {
+	for _, g := range groups {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.deliver(ctx, w)
+			s.deliverAll(ctx, g)
 			s.mu.Lock()
 			s.inflight--
 			s.mu.Unlock()
 			s.Kick()
 		}()
 	}
-	return len(ws)
+	return len(groups)
 }
 
-// deliver makes one attempt and records its outcome.
-func (s *Sender) deliver(ctx context.Context, w *store.Webhook) {
+// deliverAll sends one conversation's claimed webhooks in order, and stops
+// at the first that is not accepted: the rest wait behind it, their leases
+// handed back.
+func (s *Sender) deliverAll(ctx context.Context, g []*store.Webhook) {
+	for i, w := range g {
+		if !s.deliver(ctx, w) {
+			rest := g[i+1:]
+			if len(rest) == 0 {
+				return
+			}
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_ = s.st.Update(rctx, func(tx *store.Tx) error {
+				for _, w := range rest {
+					if err := tx.ReleaseWebhookLeases(w.ID); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			return
+		}
+	}
+}
+
+// deliver makes one attempt and records its outcome; it reports whether
+// the receiver accepted it.
+func (s *Sender) deliver(ctx context.Context, w *store.Webhook) bool {
 	status, err := s.post(ctx, w)
 	if ctx.Err() != nil {
 		// Shutting down: the attempt was cut short, not answered. The row
@@ -247,20 +279,21 @@ func (s *Sender) deliver(ctx context.Context, w *store.Webhook) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
 		_ = s.st.Update(rctx, func(tx *store.Tx) error { return tx.ReleaseWebhookLeases(w.ID) })
-		return
+		return false
 	}
 	now := time.Now()
 	if err == nil && status >= 200 && status < 300 {
 		if err := s.st.Update(ctx, func(tx *store.Tx) error { return tx.WebhookDelivered(w.ID) }); err != nil {
 			// Left leased: sent again after the lease, with the same id.
+			// The conversation's next webhooks wait for it.
 			s.log.Warn("record webhook delivery", "webhook_id", w.ID, "err", err)
-			return
+			return false
 		}
 		if s.metrics != nil {
 			s.metrics.WebhooksDelivered.Inc()
 			s.metrics.WebhookLatency.Observe(now.Sub(w.CreatedAt).Seconds())
 		}
-		return
+		return true
 	}
 	errText := ""
 	if err != nil {
@@ -287,6 +320,7 @@ func (s *Sender) deliver(ctx context.Context, w *store.Webhook) {
 	}); err != nil {
 		s.log.Warn("record webhook attempt", "webhook_id", w.ID, "err", err)
 	}
+	return false
 }
 
 // post sends one attempt and returns the receiver's status.
