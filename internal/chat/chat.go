@@ -544,9 +544,17 @@ func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, []string, error)
 	return out, files, nil
 }
 
-// deleted writes the message.deleted webhooks of tombstones.
+// deleted writes the message.deleted webhooks of tombstones, and drops the
+// unsent webhooks that still carry their text.
 func (s *Service) deleted(tx *store.Tx, tombs []*parley.Message) error {
+	if len(s.opts.Webhooks.Types) == 0 {
+		return nil
+	}
+	now := time.Now()
 	for _, m := range tombs {
+		if err := tx.DropMessageWebhooks(m.ID, now); err != nil {
+			return err
+		}
 		if err := s.webhook(tx, WebhookMessageDeleted, m.ConversationID, m); err != nil {
 			return err
 		}

@@ -48,7 +48,11 @@ func (s *Service) webhook(tx *store.Tx, typ, convID string, data any) error {
 	if !s.opts.Webhooks.on(typ) {
 		return nil
 	}
-	return tx.InsertWebhook(typ, convID, data)
+	msgID := ""
+	if m, ok := data.(*parley.Message); ok && typ != WebhookMessageDeleted {
+		msgID = m.ID
+	}
+	return tx.InsertWebhook(typ, convID, msgID, data)
 }
 
 // messageCreated writes the webhooks of a new message: message.created,
@@ -145,7 +149,7 @@ func (s *Service) fireUnread(tx *store.Tx, w store.UnreadWatch) error {
 	if c.Professional.ID == w.UserID {
 		user = &c.Professional
 	}
-	return tx.InsertWebhook(WebhookMessageUnread, w.ConversationID, UnreadData{
+	return tx.InsertWebhook(WebhookMessageUnread, w.ConversationID, m.ID, UnreadData{
 		User: user, ConversationID: w.ConversationID, Message: m, UnreadCount: int64(c.UnreadCount),
 	})
 }

@@ -40,20 +40,21 @@ type webhookBody struct {
 }
 
 // InsertWebhook writes a webhook of typ about the conversation into the
-// outbox, due at once, inside the transaction of the change it reports. Rows
+// outbox, due at once, inside the transaction of the change it reports;
+// messageID names the message whose text it carries ("" = none). Rows
 // of one conversation are ordered (ord) after every row of it still in the
 // table; callers that change a conversation's messages hold its row lock
 // (NextSeq) by then, so that order is commit order.
-func (tx *Tx) InsertWebhook(typ, conversationID string, data any) error {
+func (tx *Tx) InsertWebhook(typ, conversationID, messageID string, data any) error {
 	now := Now()
 	b, err := json.Marshal(webhookBody{Type: typ, Timestamp: parley.T(now), Data: data})
 	if err != nil {
 		return fmt.Errorf("marshal webhook %s: %w", typ, err)
 	}
 	at := Micros(now)
-	if _, err := tx.exec(`INSERT INTO webhooks (id, ord, type, conversation_id, body, created_at, retry_from, state, next_at)
-		VALUES (?, (SELECT COALESCE(MAX(ord), 0) + 1 FROM webhooks WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?)`,
-		parley.NewID("wh"), conversationID, typ, conversationID, b, at, at, WebhookPending, at); err != nil {
+	if _, err := tx.exec(`INSERT INTO webhooks (id, ord, type, conversation_id, message_id, body, created_at, retry_from, state, next_at)
+		VALUES (?, (SELECT COALESCE(MAX(ord), 0) + 1 FROM webhooks WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?, ?)`,
+		parley.NewID("wh"), conversationID, typ, conversationID, messageID, b, at, at, WebhookPending, at); err != nil {
 		return fmt.Errorf("insert webhook: %w", err)
 	}
 	return nil
@@ -149,6 +150,17 @@ func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit, perConv i
 		groups = append(groups, g)
 	}
 	return groups, nil
+}
+
+// DropMessageWebhooks removes the webhooks not yet sent (pending, not being
+// sent now, or failed) that carry the message's text: it was deleted, and
+// its old text must not stay readable anywhere. The receiver then gets its
+// message.deleted without the earlier webhooks.
+func (tx *Tx) DropMessageWebhooks(messageID string, now time.Time) error {
+	if _, err := tx.exec(`DELETE FROM webhooks WHERE message_id = ? AND lease_until <= ?`, messageID, Micros(now)); err != nil {
+		return fmt.Errorf("drop webhooks of message: %w", err)
+	}
+	return nil
 }
 
 // ReleaseWebhookLeases ends the lease of the webhook id, or of every

@@ -144,6 +144,8 @@ func TestDeliveriesAreSignedAndOrdered(t *testing.T) {
 	var msg struct{ ID string }
 	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "hi"}, &msg)
 	n.Do(t, "PATCH", "/api/messages/"+msg.ID, pro.Token, map[string]any{"body": "hi, edited"}, nil)
+	// Sent before the delete, which drops a deleted message's unsent webhooks.
+	rcv.wait(t, 4, 10*time.Second)
 	n.Do(t, "DELETE", "/api/messages/"+msg.ID, pro.Token, nil, nil)
 
 	got := rcv.wait(t, 5, 10*time.Second)
@@ -354,5 +356,38 @@ func TestUnread(t *testing.T) {
 		if d.Type != "message.unread" || !strings.Contains(string(d.Data), "reminder") {
 			t.Fatalf("after a read: %s %s", d.Type, d.Data)
 		}
+	}
+}
+
+// TestDeleteDropsUnsentText: the webhooks of a message not yet accepted by
+// the receiver are dropped when the message is deleted, so its text stays
+// nowhere (not in the failed list either); the receiver gets the tombstone.
+func TestDeleteDropsUnsentText(t *testing.T) {
+	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = []string{"message.created", "message.deleted"}, time.Millisecond
+	}))
+	_, pro, conv := openConversation(t, n)
+	var msg struct{ ID string }
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "a secret to delete"}, &msg)
+	failedBody := func() string {
+		res := n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil)
+		return string(res.Body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "a secret to delete"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the message's webhook did not fail: %s", failedBody())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.Do(t, "DELETE", "/api/messages/"+msg.ID, pro.Token, nil, nil)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "message.deleted"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no message.deleted: %s", failedBody())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b := failedBody(); strings.Contains(b, "a secret to delete") {
+		t.Fatalf("the deleted text is still in the outbox: %s", b)
 	}
 }

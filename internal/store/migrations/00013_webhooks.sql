@@ -6,7 +6,9 @@
 -- time in that order; lease_until lets several nodes share the table (a
 -- node claims a row until then, and a node that died mid-delivery leaves
 -- it to the others once it passes). Delivered rows are deleted; failed
--- ones are kept for GET /api/server/webhooks/failed. retry_from is when
+-- ones are kept for GET /api/server/webhooks/failed. message_id names the
+-- message whose text a row carries, so that deleting the message drops the
+-- rows not yet sent (no old text stays readable). retry_from is when
 -- the retries started (created_at, or a manual retry), for the max age.
 --
 -- webhook_unread holds the pending message.unread per conversation and
@@ -20,6 +22,7 @@ CREATE TABLE webhooks (
     ord             BIGINT NOT NULL,
     type            TEXT NOT NULL,
     conversation_id TEXT NOT NULL,
+    message_id      TEXT NOT NULL DEFAULT '',
     body            BYTEA NOT NULL,
     created_at      BIGINT NOT NULL,
     retry_from      BIGINT NOT NULL,
@@ -32,6 +35,7 @@ CREATE TABLE webhooks (
 );
 CREATE INDEX webhooks_due ON webhooks (state, next_at);
 CREATE INDEX webhooks_conversation ON webhooks (conversation_id, ord);
+CREATE INDEX webhooks_message ON webhooks (message_id) WHERE message_id <> '';
 
 CREATE TABLE webhook_unread (
     conversation_id TEXT NOT NULL,
