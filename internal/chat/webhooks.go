@@ -9,7 +9,8 @@ import (
 )
 
 // Webhook types (SPEC §9.3): the event types they share with the stream,
-// and message.unread, which only a webhook carries.
+// and message.unread, which only a webhook carries. config.WebhookTypes
+// lists them for the settings.
 const (
 	WebhookConversationCreated = parley.EventConversationCreated
 	WebhookMessageCreated      = parley.EventMessageCreated
@@ -18,11 +19,6 @@ const (
 	WebhookCallMissed          = parley.EventCallMissed
 	WebhookMessageUnread       = "message.unread"
 )
-
-// WebhookTypes lists every webhook type, the default of
-// PARLEY_WEBHOOK_EVENTS.
-var WebhookTypes = []string{WebhookConversationCreated, WebhookMessageCreated, WebhookMessageUpdated,
-	WebhookMessageDeleted, WebhookCallMissed, WebhookMessageUnread}
 
 // Webhooks says which changes write a webhook into the outbox (store
 // migration 00013). The zero value writes none.
