@@ -391,3 +391,24 @@ func TestDeleteDropsUnsentText(t *testing.T) {
 		t.Fatalf("the deleted text is still in the outbox: %s", b)
 	}
 }
+
+// TestCallMissed: a call rung out without an answer sends call.missed.
+func TestCallMissed(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.CallTimeout = []string{"call.missed"}, 200*time.Millisecond
+	}))
+	client, _, conv := openConversation(t, n)
+	var call struct{ ID string }
+	if res := n.Do(t, "POST", "/api/conversations/"+conv+"/calls", client.Token, map[string]any{"media": "audio"}, &call); res.StatusCode != http.StatusCreated {
+		t.Fatalf("start call: %d", res.StatusCode)
+	}
+	d := rcv.wait(t, 1, 5*time.Second)[0]
+	var data struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal(d.Data, &data); err != nil || d.Type != "call.missed" || data.ID != call.ID || data.State != "missed" || d.Verified != nil {
+		t.Fatalf("%s %s (verified %v)", d.Type, d.Data, d.Verified)
+	}
+}
