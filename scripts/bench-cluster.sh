@@ -74,7 +74,7 @@ start() {
 		# shellcheck disable=SC2086
 		"$bin" serve --addr "127.0.0.1:$port" --data-dir "$dir/node$i" \
 			--database-url "$PG_URL/$db?sslmode=disable" --bus "$REDIS_URL/?prefix=$db" \
-			--jwt-secret "$secret" --api-keys bench-key --rate-limit 0 --password-cost 4 \
+			--jwt-secret "$secret" --api-keys bench-key --rate-limit 0 --max-conns-per-ip 0 --password-cost 4 \
 			--max-streams-per-user 16 --idle-timeout 0 --pprof --log-level warn ${NODE_FLAGS:-} \
 			>"$dir/node$i.log" 2>&1 &
 		pids+=("$!") urls+=("http://127.0.0.1:$port")

@@ -573,8 +573,8 @@ it measured (--json for one JSON object). Every workload ends by itself.
 
 By default it spawns the server under test: this executable as "serve" with a
 temporary data dir, a free 127.0.0.1 port, --api-keys bench-key,
---rate-limit 0, --max-streams-per-user 16, --password-cost 4, --idle-timeout 0
-(bench users send no activity) and --pprof-addr on another free loopback port
+--rate-limit 0, --max-conns-per-ip 0, --max-streams-per-user 16, --password-cost 4,
+--idle-timeout 0 (bench users send no activity) and --pprof-addr on another free loopback port
 (so heap figures can be taken after a forced GC), then any --server-flag, and
 stops it at the end. With --url it uses a running server (give --api-key for
 the workloads that publish, and --pid if it is not a local listener).

@@ -72,6 +72,9 @@ func spawnServer(ctx context.Context, extra []string, logPath, cpus string, logf
 	args := []string{
 		"--addr", addr, "--data-dir", filepath.Join(dir, "data"), "--api-keys", spawnAPIKey,
 		"--rate-limit", "0", "--max-streams-per-user", "16", "--password-cost", "4",
+		// The load comes from a few loopback addresses, thousands of
+		// connections each (a storm opens them all at once).
+		"--max-conns-per-ip", "0",
 		// Bench users hold streams and send no activity, which the idle
 		// logout would end after 5 minutes (a soak's streams, then, and
 		// a later run's): sessions stay up for the workload's length.
@@ -298,6 +301,7 @@ func countFDs(pid int, links map[string]bool) int {
 type procSample struct {
 	At    time.Time
 	RSS   int64 // bytes
+	Peak  int64 // bytes: the most RSS the process ever had (VmHWM)
 	Ticks int64 // utime + stime, in clock ticks
 }
 
@@ -315,9 +319,10 @@ func readProc(pid int) (procSample, error) {
 	if err != nil {
 		return s, err
 	}
-	if s.RSS, err = parseVmRSS(status); err != nil {
+	if s.RSS, err = parseStatusKB(status, "VmRSS:"); err != nil {
 		return s, err
 	}
+	s.Peak, _ = parseStatusKB(status, "VmHWM:")
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return s, err
@@ -326,9 +331,12 @@ func readProc(pid int) (procSample, error) {
 	return s, err
 }
 
-func parseVmRSS(status []byte) (int64, error) {
+func parseVmRSS(status []byte) (int64, error) { return parseStatusKB(status, "VmRSS:") }
+
+// parseStatusKB reads a "<key> <n> kB" line of /proc/<pid>/status, in bytes.
+func parseStatusKB(status []byte, key string) (int64, error) {
 	for _, line := range strings.Split(string(status), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, key); ok {
 			f := strings.Fields(rest)
 			if len(f) == 2 && f[1] == "kB" {
 				kb, err := strconv.ParseInt(f[0], 10, 64)
@@ -336,7 +344,7 @@ func parseVmRSS(status []byte) (int64, error) {
 			}
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc status")
+	return 0, fmt.Errorf("no %s in /proc status", key)
 }
 
 func parseStatTicks(stat []byte) (int64, error) {

@@ -39,7 +39,22 @@ type Config struct {
 	MaxStreamsPerUser int           // 16
 	MaxStreams        int           // 0 = derived from the open-files limit
 	MaxDiagStreams    int           // open /api/diag/stream streams (no credentials needed); 32; 0 = no cap
-	RateLimit         float64       // requests/s per user, burst twice that; 20; 0 = off
+	// BodyTimeout bounds the time a request body takes to arrive, from the
+	// end of its headers: 30s. Uploads get it plus time for the largest
+	// attachment at 32 KiB/s. 0 = none.
+	BodyTimeout time.Duration
+	// MaxConnsPerIP caps the connections one address holds open at once,
+	// streams aside (they have their own caps): 256; trusted proxies are
+	// exempt; 0 = no cap.
+	MaxConnsPerIP int
+	// PublishInFlight bounds the bytes of deliveries that POST /api/publish
+	// calls hold at once (payload × recipients): 64 MiB. Beyond it a publish
+	// waits up to a second, then gets 503 with Retry-After. 0 = no bound.
+	PublishInFlight int64
+	// PublishWait is how long a publish waits for room under
+	// PublishInFlight: 1s. Not a flag; tests shorten it.
+	PublishWait time.Duration
+	RateLimit   float64 // requests/s per user, burst twice that; 20; 0 = off
 
 	RetentionAge    time.Duration // 720h (30 days)
 	RetentionEvents int           // 10000; events are kept while within either bound
@@ -180,6 +195,10 @@ func Default() Config {
 		CallTimeout:        30 * time.Second,
 		MaxStreamsPerUser:  16,
 		MaxDiagStreams:     32,
+		BodyTimeout:        30 * time.Second,
+		MaxConnsPerIP:      256,
+		PublishInFlight:    64 << 20,
+		PublishWait:        time.Second,
 		RateLimit:          20,
 		RetentionAge:       30 * 24 * time.Hour,
 		RetentionEvents:    10000,
@@ -281,6 +300,9 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.CallTimeout, "call-timeout", c.CallTimeout, "ringing time before a call is missed")
 	fs.IntVar(&c.MaxStreamsPerUser, "max-streams-per-user", c.MaxStreamsPerUser, "open streams allowed per user")
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "open streams allowed per process (0 = from the open-files limit)")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", c.BodyTimeout, "time a request body may take to arrive (uploads get more, by size); 0 = none")
+	fs.Var((*byteSize)(&c.PublishInFlight), "publish-in-flight", "bytes of deliveries (payload × recipients) publishes may hold at once; beyond, 503 after a second; 0 = no bound")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections one client address may hold open at once, streams aside; trusted proxies exempt; 0 = no cap")
 	fs.IntVar(&c.MaxDiagStreams, "max-diag-streams", c.MaxDiagStreams, "open /api/diag/stream test streams allowed per process (0 = no cap)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests/s per user, burst twice that (0 = off)")
 	fs.DurationVar(&c.RetentionAge, "retention-age", c.RetentionAge, "keep events at least this long")
@@ -389,6 +411,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("idle-timeout (--idle-timeout, PARLEY_IDLE_TIMEOUT) must not be negative")
 	case c.MaxStreamsPerUser < 1:
 		return fmt.Errorf("max-streams-per-user (--max-streams-per-user, PARLEY_MAX_STREAMS_PER_USER) must be at least 1")
+	case c.BodyTimeout < 0:
+		return fmt.Errorf("body-timeout (--body-timeout, PARLEY_BODY_TIMEOUT) must not be negative")
+	case c.PublishInFlight < 0:
+		return fmt.Errorf("publish-in-flight (--publish-in-flight, PARLEY_PUBLISH_IN_FLIGHT) must not be negative")
+	case c.MaxConnsPerIP < 0:
+		return fmt.Errorf("max-conns-per-ip (--max-conns-per-ip, PARLEY_MAX_CONNS_PER_IP) must not be negative")
 	case c.MaxDiagStreams < 0:
 		return fmt.Errorf("max-diag-streams (--max-diag-streams, PARLEY_MAX_DIAG_STREAMS) must not be negative")
 	case c.RateLimit < 0:

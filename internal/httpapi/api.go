@@ -21,6 +21,7 @@ import (
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/stream"
+	"golang.org/x/sync/semaphore"
 )
 
 // Presence decorates users with their online state and last_seen.
@@ -46,6 +47,8 @@ type API struct {
 	Routes []func(mux *ServeMux, a *API)
 
 	limiter *limiter
+	// publishing holds the bytes of publishes in flight (PublishInFlight).
+	publishing *semaphore.Weighted
 	logins  *loginGuard
 	// diagStreams counts open /api/diag/stream streams.
 	diagStreams atomic.Int64
@@ -89,6 +92,9 @@ func (a *API) Patterns() []string { return slices.Clone(a.patterns) }
 func (a *API) Handler() http.Handler {
 	a.limiter = newLimiter(a.Config.RateLimit)
 	a.logins = &loginGuard{}
+	if a.Config.PublishInFlight > 0 {
+		a.publishing = semaphore.NewWeighted(a.Config.PublishInFlight)
+	}
 	// Checked when the server was built, as below.
 	a.trusted, _ = config.ParsePrefixes(a.Config.TrustedProxies)
 	a.configs = nil
@@ -128,7 +134,7 @@ func (a *API) Handler() http.Handler {
 		mux.Handle("/", a.Web)
 	}
 	a.patterns = mux.patterns
-	return a.recover(a.observe(a.cors(a.sameOrigin(mux.mux))))
+	return a.recover(a.observe(a.deadlines(a.cors(a.sameOrigin(mux.mux)))))
 }
 
 // PprofHandler serves /debug/pprof/. The server gives it a listener of its
@@ -248,14 +254,28 @@ func (a *API) observe(next http.Handler) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		a.Metrics.Requests.WithLabelValues(r.Method, route, statusText(rec.code)).Inc()
+		method := metricMethod(r.Method)
+		a.Metrics.Requests.WithLabelValues(method, route, statusText(rec.code)).Inc()
 		if route != "GET /api/events" && route != "GET /api/diag/stream" {
-			a.Metrics.RequestTime.WithLabelValues(r.Method, route).Observe(time.Since(start).Seconds())
+			a.Metrics.RequestTime.WithLabelValues(method, route).Observe(time.Since(start).Seconds())
 		}
 		if a.Logger.Enabled(r.Context(), slog.LevelDebug) {
 			a.Logger.Debug("request", "method", r.Method, "route", route, "code", rec.code, "dur", time.Since(start), "client", a.clientIP(r))
 		}
 	})
+}
+
+// metricMethod is the method as a metric label. A label value is a series
+// kept for the life of the process, and the method is whatever string the
+// client sent: 5,000 requests with made-up methods grew /metrics from 55 KB
+// to 306 MB. Routes are already bounded (a pattern, or "unmatched").
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 func statusText(code int) string {

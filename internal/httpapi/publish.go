@@ -65,6 +65,12 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 			users = append(users, u)
 		}
 	}
+	release, err := a.publishSlot(r.Context(), int64(len(data)+deliveryOverhead)*int64(len(users)))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	defer release()
 	evs := make([]parley.NewEvent, len(users))
 	for i, u := range users {
 		evs[i] = parley.NewEvent{UserID: u, Type: req.Type, Data: data}
@@ -73,7 +79,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		awaitDelivery(r.Context(), a.Streams.Lag)
 	}
 	var stored []parley.Event
-	err := a.Store.Update(r.Context(), func(tx *store.Tx) error {
+	err = a.Store.Update(r.Context(), func(tx *store.Tx) error {
 		// All or nothing: Append fails naming unknown users, and the
 		// transaction then writes no event.
 		var err error
@@ -85,6 +91,28 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeRawJSON(w, http.StatusAccepted, publishedIDs(stored))
+}
+
+// deliveryOverhead is what a delivery costs besides its payload: the
+// event and its frame, the id, the log's entry.
+const deliveryOverhead = 256
+
+// publishSlot holds weight bytes of PublishInFlight for a publish until
+// release. 128 concurrent publishes of 10,000 users each peaked at 2.17 GB
+// RSS without it: the memory a fan-out takes is its payload times its
+// recipients (events, frames, the log's batch), and nothing bounded how
+// many ran at once. A publish heavier than the whole bound runs alone.
+func (a *API) publishSlot(ctx context.Context, weight int64) (release func(), err error) {
+	if a.publishing == nil {
+		return func() {}, nil
+	}
+	weight = min(weight, a.Config.PublishInFlight)
+	ctx, cancel := context.WithTimeout(ctx, a.Config.PublishWait)
+	defer cancel()
+	if err := a.publishing.Acquire(ctx, weight); err != nil {
+		return nil, &parley.Error{Code: parley.EUnavailable, Message: "too many publishes in flight; try again shortly", RetryAfter: time.Second}
+	}
+	return func() { a.publishing.Release(weight) }, nil
 }
 
 // A backend that publishes fan-outs faster than the streams can take them

@@ -110,6 +110,9 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any) error 
 		if errors.As(err, &mbe) {
 			return tooLarge(limit)
 		}
+		if errors.Is(err, errBodyTimeout) {
+			return errBodyTimeout
+		}
 		return parley.Errorf(parley.EInvalidJSON, "could not read the request body")
 	}
 	return decodeBytes(body, dst)

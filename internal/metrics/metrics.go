@@ -30,6 +30,9 @@ type Metrics struct {
 	WebhooksDelivered     prometheus.Counter
 	WebhookAttemptsFailed prometheus.Counter
 	WebhookLatency        prometheus.Histogram
+	// ConnsRefused counts connections refused because their address held
+	// --max-conns-per-ip already.
+	ConnsRefused prometheus.Counter
 }
 
 // New registers the collectors. openStreams reports the open stream count.
@@ -74,9 +77,12 @@ func New(openStreams func() float64) *Metrics {
 			Help:    "Time from a webhook's commit to its acceptance by the receiver, retries included.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 300, 1800, 7200, 86400},
 		}),
+		ConnsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_http_conns_refused_total", Help: "Connections refused because their client address held --max-conns-per-ip already.",
+		}),
 	}
 	m.Registry.MustRegister(m.StreamsOpen, m.EventsWritten, m.EventsReplayed, m.StreamCloses, m.DeliveryDelay,
-		m.Requests, m.RequestTime, m.CorruptRuns, m.WebhooksDelivered, m.WebhookAttemptsFailed, m.WebhookLatency,
+		m.Requests, m.RequestTime, m.CorruptRuns, m.ConnsRefused, m.WebhooksDelivered, m.WebhookAttemptsFailed, m.WebhookLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

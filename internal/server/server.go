@@ -294,6 +294,8 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	trusted, _ := config.ParsePrefixes(s.cfg.TrustedProxies) // checked in New
+	ln = newCapListener(ln, s.cfg.MaxConnsPerIP, trusted, s.metrics.ConnsRefused.Inc)
 	s.ln = ln
 	s.swept = time.Now()
 	if s.cfg.Pprof {
@@ -543,9 +545,9 @@ func (l eventLog) Bounds(ctx context.Context, userID string) (first, last int64,
 	return first, last, err
 }
 
-func (l eventLog) After(ctx context.Context, userID string, after int64, limit int) (evs []parley.Event, err error) {
+func (l eventLog) After(ctx context.Context, userID string, after int64, limit, maxBytes int) (evs []parley.Event, err error) {
 	err = l.st.View(ctx, func(tx *store.Tx) error {
-		evs, err = tx.EventsAfter(userID, after, limit)
+		evs, err = tx.EventsAfterMax(userID, after, limit, maxBytes)
 		return err
 	})
 	if err != nil {

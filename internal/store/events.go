@@ -297,6 +297,14 @@ func (tx *Tx) AppendJSON(typ string, data any, userIDs ...string) error {
 
 // EventsAfter returns up to limit events of the user's log with ids above after.
 func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event, error) {
+	return tx.EventsAfterMax(userID, after, limit, 0)
+}
+
+// EventsAfterMax is EventsAfter bounded by bytes as well: it stops at the
+// event that brings the stored payloads to maxBytes (always one at least);
+// 0 = no bound. A page of a log of 64 KiB events (a call.signal may be that
+// large) is otherwise 32 MB, held by each poll and each replaying stream.
+func (tx *Tx) EventsAfterMax(userID string, after int64, limit, maxBytes int) ([]parley.Event, error) {
 	var recent []parley.Event
 	if tx.tail != nil {
 		recent = tx.tail.after(userID, after, limit)
@@ -308,7 +316,8 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 	}
 	defer rows.Close()
 	out := make([]parley.Event, 0, 16)
-	for rows.Next() {
+	size := 0
+	for !full(size, maxBytes) && rows.Next() {
 		e := parley.Event{UserID: userID}
 		var data string
 		var at int64
@@ -317,6 +326,7 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 		}
 		e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
 		out = append(out, e)
+		size += len(e.Data)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -324,11 +334,11 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 	if tx.tail != nil {
 		// With a tail, the events table holds only what was merged before
 		// event_runs existed: older than any run.
-		runs, err := tx.runsAfter(userID, after, limit)
+		runs, err := tx.runsAfter(userID, after, limit, maxBytes)
 		if err != nil {
 			return nil, err
 		}
-		out = unionByID(unionByID(out, runs, limit), recent, limit)
+		out = unionByID(unionByID(out, runs, limit, maxBytes), recent, limit, maxBytes)
 	}
 	if err := tx.render(userID, out); err != nil {
 		return nil, err
@@ -336,14 +346,21 @@ func (tx *Tx) EventsAfter(userID string, after int64, limit int) ([]parley.Event
 	return out, nil
 }
 
+// full reports whether size has reached the bound maxBytes (0 = none).
+// Every reader of the log stops at the same rule, so where one source stops
+// the union of them has stopped already.
+func full(size, maxBytes int) bool { return maxBytes > 0 && size >= maxBytes }
+
 // unionByID merges a user's events from the table and from the tail (both
-// by id) into the first limit of their union, each id once. The log is
+// by id) into the first limit of their union (and up to maxBytes, as
+// full says), each id once. The log is
 // contiguous in the two together, except that the tail may still hold
 // events merged and since pruned from the table: a run of them ends in a
 // gap, and is left out.
-func unionByID(table, recent []parley.Event, limit int) []parley.Event {
+func unionByID(table, recent []parley.Event, limit, maxBytes int) []parley.Event {
 	out := make([]parley.Event, 0, min(limit, len(table)+len(recent)))
-	for len(out) < limit && (len(table) > 0 || len(recent) > 0) {
+	size := 0
+	for len(out) < limit && !full(size, maxBytes) && (len(table) > 0 || len(recent) > 0) {
 		var e parley.Event
 		switch {
 		case len(recent) == 0 || len(table) > 0 && table[0].ID <= recent[0].ID:
@@ -355,9 +372,10 @@ func unionByID(table, recent []parley.Event, limit int) []parley.Event {
 			e, recent = recent[0], recent[1:]
 		}
 		if n := len(out); n > 0 && e.ID != out[n-1].ID+1 {
-			out = out[:0]
+			out, size = out[:0], 0
 		}
 		out = append(out, e)
+		size += len(e.Data)
 	}
 	return out
 }

@@ -157,7 +157,7 @@ func (tx *Tx) notMerged(events []parley.Event) ([]parley.Event, error) {
 
 // runsAfter returns up to limit of the user's events in event_runs with ids
 // above after.
-func (tx *Tx) runsAfter(userID string, after int64, limit int) ([]parley.Event, error) {
+func (tx *Tx) runsAfter(userID string, after int64, limit, maxBytes int) ([]parley.Event, error) {
 	// Each row holds at least one event that is wanted.
 	rows, err := tx.query(`SELECT first_id, last_id, created_at, events FROM event_runs WHERE user_id = ? AND last_id > ? ORDER BY last_id LIMIT ?`,
 		userID, after, limit)
@@ -166,7 +166,8 @@ func (tx *Tx) runsAfter(userID string, after int64, limit int) ([]parley.Event, 
 	}
 	defer rows.Close()
 	var out []parley.Event
-	for len(out) < limit && rows.Next() {
+	size := 0
+	for len(out) < limit && !full(size, maxBytes) && rows.Next() {
 		var first, last, at int64
 		var b []byte
 		if err := rows.Scan(&first, &last, &at, &b); err != nil {
@@ -177,8 +178,9 @@ func (tx *Tx) runsAfter(userID string, after int64, limit int) ([]parley.Event, 
 			return nil, &CorruptRunError{UserID: userID, FirstID: first, LastID: last, Err: err}
 		}
 		for _, e := range run {
-			if e.ID > after && len(out) < limit {
+			if e.ID > after && len(out) < limit && !full(size, maxBytes) {
 				out = append(out, e)
+				size += len(e.Data)
 			}
 		}
 	}

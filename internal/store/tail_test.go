@@ -123,7 +123,7 @@ func TestUnionByID(t *testing.T) {
 		// table, which starts at 5: they are not part of the log.
 		{"pruned events left out", []int64{5, 6}, []int64{1, 2, 7}, 10, []int64{5, 6, 7}},
 	} {
-		if got := idsOf(unionByID(mk(c.table...), mk(c.recent...), c.limit)); !slices.Equal(got, c.want) {
+		if got := idsOf(unionByID(mk(c.table...), mk(c.recent...), c.limit, 0)); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

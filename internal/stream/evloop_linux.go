@@ -63,6 +63,13 @@ const wheelSlots = 16
 // drainAt is how far the replay runs ahead of the socket before it waits.
 const drainAt = 64 << 10
 
+// queueBytes bounds the bytes a stream holds for its socket: a client that
+// reads nothing is cut (and resumes from the log when it comes back) once
+// its queue is this large, whatever the count of frames in it: 256 frames
+// of 64 KiB were 16 MB a stream. It is above pageBytes, the most a replay
+// batch adds at once.
+const queueBytes = 512 << 10
+
 func newLoop(s *Server) (*loop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -479,7 +486,7 @@ func (e *econn) Offer(fs []*Frame) bool {
 	if !queued {
 		return true
 	}
-	if e.live > e.l.s.Hub.limits.Buffer {
+	if e.live > e.l.s.Hub.limits.Buffer || len(e.out) > queueBytes {
 		return false
 	}
 	e.schedule()
@@ -683,7 +690,7 @@ func (e *econn) catchUp(turn *Turn) {
 		e.dirty = false
 		e.mu.Unlock()
 
-		events, err := s.Log.After(ctx, e.sub.UserID, cursor, replayBatch)
+		events, err := s.Log.After(ctx, e.sub.UserID, cursor, replayBatch, pageBytes)
 		reset := int64(-1)
 		if err == nil && pruned(events, cursor) {
 			_, reset, err = s.Log.Bounds(ctx, e.sub.UserID)
@@ -710,7 +717,7 @@ func (e *econn) catchUp(turn *Turn) {
 				e.sent = append(e.sent, events[i])
 			}
 		}
-		done := len(events) < replayBatch && !e.dirty
+		done := !more(events, replayBatch) && !e.dirty
 		if done {
 			e.catching = false
 		}

@@ -37,11 +37,11 @@ func (l *pruningLog) Bounds(ctx context.Context, userID string) (int64, int64, e
 	return l.pruneTo + 1, last, nil
 }
 
-func (l *pruningLog) After(ctx context.Context, userID string, after int64, limit int) ([]parley.Event, error) {
+func (l *pruningLog) After(ctx context.Context, userID string, after int64, limit, maxBytes int) ([]parley.Event, error) {
 	l.mu.Lock()
 	from := max(after, l.pruneTo)
 	l.mu.Unlock()
-	return l.memLog.After(ctx, userID, from, limit)
+	return l.memLog.After(ctx, userID, from, limit, maxBytes)
 }
 
 // sseEvent is one parsed event of a raw stream.

@@ -20,8 +20,10 @@ type Log interface {
 	// Bounds returns the oldest retained id and the newest id of the user's
 	// log; an empty log has first = last+1.
 	Bounds(ctx context.Context, userID string) (first, last int64, err error)
-	// After returns up to limit events with ids above after, in order.
-	After(ctx context.Context, userID string, after int64, limit int) ([]parley.Event, error)
+	// After returns up to limit events with ids above after, in order,
+	// stopping early at the event that brings the payloads to maxBytes
+	// (one at least).
+	After(ctx context.Context, userID string, after int64, limit, maxBytes int) ([]parley.Event, error)
 	// Heads returns the newest id of each user's log; users without a log
 	// may be left out.
 	Heads(ctx context.Context, userIDs []string) (map[string]int64, error)
@@ -107,8 +109,29 @@ func (s *Server) Admit(ctx context.Context) (*Turn, error) {
 	}
 }
 
-// replayBatch is how many events one log read returns during replay.
-const replayBatch = 500
+// replayBatch is how many events one log read returns during replay, and
+// pageBytes the most payload bytes one read (a replay batch, a poll's
+// answer) gathers: a log of 64 KiB events (call.signal) made a page 32 MB,
+// held by each poll and each resuming stream of a client that reads nothing.
+const (
+	replayBatch = 500
+	pageBytes   = 256 << 10
+)
+
+// more reports whether a read that returned events may have stopped before
+// the end of the log: it was full by count or by bytes. (The store counts
+// the bytes it stored; a rendered payload is no smaller, so this errs
+// towards one more read, never one fewer.)
+func more(events []parley.Event, limit int) bool {
+	if len(events) >= limit {
+		return true
+	}
+	size := 0
+	for i := range events {
+		size += len(events[i].Data)
+	}
+	return size >= pageBytes
+}
 
 // ParseLastEventID reads a resume point. Anything that is not a non-negative
 // decimal integer is treated as no resume point, as a browser may send
@@ -363,7 +386,7 @@ func (c *conn) live(ctx context.Context, f *Frame) (string, bool) {
 // head when until < 0).
 func (c *conn) catchUp(ctx context.Context, until int64) (string, bool) {
 	for {
-		events, err := c.s.Log.After(ctx, c.sub.UserID, c.cursor, replayBatch)
+		events, err := c.s.Log.After(ctx, c.sub.UserID, c.cursor, replayBatch, pageBytes)
 		if err != nil {
 			return c.s.fail(c.sub.UserID, err), false
 		}
@@ -386,7 +409,7 @@ func (c *conn) catchUp(ctx context.Context, until int64) (string, bool) {
 		if err := c.flush(); err != nil {
 			return writeFailed(err), false
 		}
-		if len(events) < replayBatch && (until < 0 || c.cursor >= until) {
+		if !more(events, replayBatch) && (until < 0 || c.cursor >= until) {
 			return "", true
 		}
 		if len(events) == 0 {
@@ -503,7 +526,7 @@ func (s *Server) pollOnce(ctx context.Context, userID string, after int64) (*Pol
 	if after < first-1 || after > last {
 		return &PollResult{Events: []parley.Event{}, LastID: last, Reset: &ResetInfo{Reason: "history_expired", LastID: last}}, nil
 	}
-	events, err := s.Log.After(ctx, userID, after, pollLimit)
+	events, err := s.Log.After(ctx, userID, after, pollLimit, pageBytes)
 	if err != nil {
 		return nil, err
 	}

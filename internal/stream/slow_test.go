@@ -42,7 +42,7 @@ func (l *memLog) Heads(ctx context.Context, userIDs []string) (map[string]int64,
 	return map[string]int64{"u": int64(len(l.events))}, nil
 }
 
-func (l *memLog) After(ctx context.Context, userID string, after int64, limit int) ([]parley.Event, error) {
+func (l *memLog) After(ctx context.Context, userID string, after int64, limit, maxBytes int) ([]parley.Event, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if after >= int64(len(l.events)) {
@@ -51,6 +51,13 @@ func (l *memLog) After(ctx context.Context, userID string, after int64, limit in
 	out := l.events[after:]
 	if len(out) > limit {
 		out = out[:limit]
+	}
+	size := 0
+	for i := range out {
+		if size += len(out[i].Data); size >= maxBytes {
+			out = out[:i+1]
+			break
+		}
 	}
 	return append([]parley.Event(nil), out...), nil
 }

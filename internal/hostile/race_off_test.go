@@ -1,0 +1,8 @@
+//go:build !race
+
+package hostile
+
+const (
+	raceEnabled = false
+	memScale    = 1.0
+)
