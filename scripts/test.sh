@@ -44,5 +44,8 @@ trap 'rm -rf "$bin_dir"' EXIT
 go build -o "$bin_dir/parley" ./cmd/parley
 (cd examples/node-backend && npm ci --no-audit --no-fund --loglevel=error && PARLEY_BIN="$bin_dir/parley" npm test --silent)
 
+echo "== webhooks (node: the standardwebhooks package verifies real deliveries)"
+(cd internal/webhook/nodetest && npm ci --no-audit --no-fund --loglevel=error && PARLEY_BIN="$bin_dir/parley" node --test)
+
 echo "== docker compose smoke test (deploy/)"
 ./deploy/smoke.sh

@@ -47,7 +47,7 @@ var listeningRE = regexp.MustCompile(`msg="parley listening".* addr=(\S+)`)
 
 // startParley runs `parley serve` on a random port with the data dir and
 // returns once it logs that it listens.
-func startParley(tb testing.TB, dataDir string) *proc {
+func startParley(tb testing.TB, dataDir string, extra ...string) *proc {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -56,6 +56,7 @@ func startParley(tb testing.TB, dataDir string) *proc {
 	p := &proc{done: make(chan struct{})}
 	p.cmd = exec.Command(exe, "serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir,
 		"--api-keys", crashAPIKey, "--rate-limit", "0", "--password-cost", "4")
+	p.cmd.Args = append(p.cmd.Args, extra...)
 	env := []string{"PARLEY_TEST_RUN_MAIN=1"}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PARLEY_") {

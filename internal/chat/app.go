@@ -46,6 +46,9 @@ func (s *Service) SystemMessage(ctx context.Context, convID string, req Message)
 		if err := tx.AppendJSON(parley.EventMessageCreated, m, client, pro); err != nil {
 			return err
 		}
+		if err := s.messageCreated(tx, m, client, pro); err != nil {
+			return err
+		}
 		msg, created = m, true
 		return nil
 	})
@@ -98,8 +101,12 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 			for i, m := range msgs {
 				ids[i] = m.ID
 			}
-			_, files, err = Tombstone(tx, ids...)
-			return err
+			var tombs []*parley.Message
+			tombs, files, err = Tombstone(tx, ids...)
+			if err != nil {
+				return err
+			}
+			return s.deleted(tx, tombs)
 		})
 		if err != nil {
 			return sessions, err

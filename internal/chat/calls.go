@@ -83,7 +83,13 @@ func (s *Service) transition(tx *store.Tx, c *parley.Call, from, to string) (boo
 	} else {
 		c.EndedAt = parley.TP(now)
 	}
-	return true, tx.AppendJSON(callEvents[to], c, c.CallerID, c.CalleeID)
+	if err := tx.AppendJSON(callEvents[to], c, c.CallerID, c.CalleeID); err != nil {
+		return false, err
+	}
+	if to == parley.CallMissed {
+		return true, s.webhook(tx, WebhookCallMissed, c.ConversationID, c)
+	}
+	return true, nil
 }
 
 // participantCall loads a call the user takes part in; anyone else gets 404.

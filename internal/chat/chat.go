@@ -51,6 +51,8 @@ type Options struct {
 	// removed, once it has committed; nil when the store keeps them in the
 	// database.
 	Files Files
+	// Webhooks are the webhooks changes write into the outbox; none by default.
+	Webhooks Webhooks
 }
 
 // Files is where a store that keeps attachments outside the database
@@ -268,6 +270,13 @@ func (s *Service) Open(ctx context.Context, caller *parley.User, req Opening) (c
 		if _, err := tx.AppendLive(evs...); err != nil {
 			return err
 		}
+		// The webhooks carry the client's view, the one that opened it.
+		if err := s.webhook(tx, WebhookConversationCreated, row.ID, views[0]); err != nil {
+			return err
+		}
+		if err := s.messageCreated(tx, msg, pro.ID); err != nil {
+			return err
+		}
 		c, created = views[0], true
 		return nil
 	})
@@ -393,6 +402,9 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		if err := tx.AppendJSON(parley.EventMessageCreated, m, senderID, mem.PeerID); err != nil {
 			return err
 		}
+		if err := s.messageCreated(tx, m, mem.PeerID); err != nil {
+			return err
+		}
 		msg, created = m, true
 		return nil
 	})
@@ -449,7 +461,10 @@ func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley
 		}
 		m.Body, m.EditedAt = body, parley.TP(now)
 		out = m
-		return tx.AppendJSON(parley.EventMessageUpdated, m, userID, mem.PeerID)
+		if err := tx.AppendJSON(parley.EventMessageUpdated, m, userID, mem.PeerID); err != nil {
+			return err
+		}
+		return s.webhook(tx, WebhookMessageUpdated, m.ConversationID, m)
 	})
 	return out, err
 }
@@ -472,7 +487,10 @@ func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Mes
 		if err == nil && len(tombs) == 1 {
 			out, files = tombs[0], gone
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.deleted(tx, tombs)
 	})
 	if err == nil && len(files) > 0 && s.opts.Files != nil {
 		s.opts.Files.Remove(files)
@@ -524,6 +542,24 @@ func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, []string, error)
 		out = append(out, m)
 	}
 	return out, files, nil
+}
+
+// deleted writes the message.deleted webhooks of tombstones, and drops the
+// unsent webhooks that still carry their text.
+func (s *Service) deleted(tx *store.Tx, tombs []*parley.Message) error {
+	if len(s.opts.Webhooks.Types) == 0 {
+		return nil
+	}
+	now := time.Now()
+	for _, m := range tombs {
+		if err := tx.DropMessageWebhooks(m.ID, now); err != nil {
+			return err
+		}
+		if err := s.webhook(tx, WebhookMessageDeleted, m.ConversationID, m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Page selects a slice of a conversation's history.

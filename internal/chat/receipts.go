@@ -38,6 +38,13 @@ func (s *Service) MarkRead(ctx context.Context, userID, convID string, upTo int6
 		if err != nil || !moved {
 			return err
 		}
+		if s.opts.Webhooks.UnreadAfter > 0 {
+			// Reading cancels a pending message.unread and re-arms the
+			// next one.
+			if err := tx.ClearUnread(convID, userID); err != nil {
+				return err
+			}
+		}
 		r := parley.Receipt{ConversationID: convID, UserID: userID, Kind: parley.ReceiptRead, UpToSeq: upTo, At: parley.T(store.Now())}
 		return tx.AppendJSON(parley.EventReceipt, r, userID, mem.PeerID)
 	})

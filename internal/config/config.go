@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -52,7 +54,7 @@ type Config struct {
 	// PublishWait is how long a publish waits for room under
 	// PublishInFlight: 1s. Not a flag; tests shorten it.
 	PublishWait time.Duration
-	RateLimit         float64       // requests/s per user, burst twice that; 20; 0 = off
+	RateLimit   float64 // requests/s per user, burst twice that; 20; 0 = off
 
 	RetentionAge    time.Duration // 720h (30 days)
 	RetentionEvents int           // 10000; events are kept while within either bound
@@ -123,7 +125,33 @@ type Config struct {
 	PushSubject     string // VAPID contact (mailto: or https:); default the project's URL
 	PushPreview     bool   // put a message's first words in its push; true
 	VAPIDPrivateKey string // base64url P-256 key; "" = generated once and kept in the database
+
+	// Webhooks to the app's backend (docs/webhooks.md).
+	WebhookURL    string   // where webhooks are POSTed; "" = none
+	WebhookSecret string   // whsec_<base64> signing key; required with a URL
+	WebhookEvents []string // types sent; default all (WebhookTypes)
+	// WebhookUnreadAfter is the delay of message.unread; 2m, 0 = never.
+	WebhookUnreadAfter time.Duration
+	// WebhookMaxAge is how long a delivery is retried before it is kept as
+	// failed; 24h.
+	WebhookMaxAge time.Duration
+	// WebhookRetryDelays are the waits after each failed attempt, the last
+	// repeated; 5s, 5m, 30m, 2h, 5h, 10h. Tests shorten them.
+	WebhookRetryDelays []time.Duration
+	// WebhookLease is how long a node owns a webhook it claimed; another
+	// node sends it after that if this one died mid-delivery; 1m. Tests
+	// shorten it.
+	WebhookLease time.Duration
 }
+
+// WebhookTypes are the webhook types (SPEC §9.3), the default of
+// WebhookEvents.
+var WebhookTypes = []string{"conversation.created", "message.created", "message.updated",
+	"message.deleted", "call.missed", "message.unread"}
+
+// DefaultWebhookRetryDelays are the waits between delivery attempts.
+var DefaultWebhookRetryDelays = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute,
+	2 * time.Hour, 5 * time.Hour, 10 * time.Hour}
 
 // DefaultPushServices are the browsers' own push services.
 var DefaultPushServices = []string{
@@ -158,42 +186,47 @@ const (
 // Default returns the documented defaults.
 func Default() Config {
 	return Config{
-		Addr:              "127.0.0.1:8080",
-		DataDir:           "./parley-data",
-		IdleTimeout:       5 * time.Minute,
-		Heartbeat:         15 * time.Second,
-		Retry:             time.Second,
-		PresenceGrace:     10 * time.Second,
-		CallTimeout:       30 * time.Second,
-		MaxStreamsPerUser: 16,
-		MaxDiagStreams:    32,
-		BodyTimeout:       30 * time.Second,
-		MaxConnsPerIP:     256,
-		PublishInFlight:   64 << 20,
-		PublishWait:       time.Second,
-		RateLimit:         20,
-		RetentionAge:      30 * 24 * time.Hour,
-		RetentionEvents:   10000,
-		RetentionEvery:    10 * time.Minute,
-		BodyLimit:         128 << 10,
-		PublishBodyLimit:  1 << 20,
-		MaxBodyChars:      4000,
-		StreamBuffer:      256,
-		WriteTimeout:      10 * time.Second,
-		PasswordCost:      10,
-		SessionTTL:        30 * 24 * time.Hour,
-		LogLevel:          "info",
-		AuthRoleClaim:     "parley_role",
-		AuthDefaultRole:   "client",
-		Registration:      RegistrationOpen,
-		AuthJWKSRefetch:   30 * time.Second,
-		PresenceLease:     15 * time.Second,
-		MaxAttachment:     10 << 20,
-		PushServices:      append([]string(nil), DefaultPushServices...),
-		PushSubject:       DefaultPushSubject,
-		PushPreview:       true,
-		PprofAddr:         DefaultPprofAddr,
-		CookieSecure:      CookieSecureAuto,
+		Addr:               "127.0.0.1:8080",
+		DataDir:            "./parley-data",
+		IdleTimeout:        5 * time.Minute,
+		Heartbeat:          15 * time.Second,
+		Retry:              time.Second,
+		PresenceGrace:      10 * time.Second,
+		CallTimeout:        30 * time.Second,
+		MaxStreamsPerUser:  16,
+		MaxDiagStreams:     32,
+		BodyTimeout:        30 * time.Second,
+		MaxConnsPerIP:      256,
+		PublishInFlight:    64 << 20,
+		PublishWait:        time.Second,
+		RateLimit:          20,
+		RetentionAge:       30 * 24 * time.Hour,
+		RetentionEvents:    10000,
+		RetentionEvery:     10 * time.Minute,
+		BodyLimit:          128 << 10,
+		PublishBodyLimit:   1 << 20,
+		MaxBodyChars:       4000,
+		StreamBuffer:       256,
+		WriteTimeout:       10 * time.Second,
+		PasswordCost:       10,
+		SessionTTL:         30 * 24 * time.Hour,
+		LogLevel:           "info",
+		AuthRoleClaim:      "parley_role",
+		AuthDefaultRole:    "client",
+		Registration:       RegistrationOpen,
+		AuthJWKSRefetch:    30 * time.Second,
+		PresenceLease:      15 * time.Second,
+		MaxAttachment:      10 << 20,
+		PushServices:       append([]string(nil), DefaultPushServices...),
+		PushSubject:        DefaultPushSubject,
+		PushPreview:        true,
+		WebhookEvents:      append([]string(nil), WebhookTypes...),
+		WebhookUnreadAfter: 2 * time.Minute,
+		WebhookMaxAge:      24 * time.Hour,
+		WebhookRetryDelays: append([]time.Duration(nil), DefaultWebhookRetryDelays...),
+		WebhookLease:       time.Minute,
+		PprofAddr:          DefaultPprofAddr,
+		CookieSecure:       CookieSecureAuto,
 	}
 }
 
@@ -306,7 +339,67 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.PushSubject, "push-subject", c.PushSubject, "VAPID contact of this server's operator: mailto:… or https://…")
 	fs.BoolVar(&c.PushPreview, "push-preview", c.PushPreview, "include the first words of a message in its Web Push notification")
 	fs.StringVar(&c.VAPIDPrivateKey, "vapid-private-key", c.VAPIDPrivateKey, "Web Push key (base64url P-256); empty = generated once and kept in the database")
+	fs.StringVar(&c.WebhookURL, "webhook-url", c.WebhookURL, "where webhooks are POSTed (http:// or https://); empty = no webhooks")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret", c.WebhookSecret, "webhook signing key, whsec_<base64>; required with --webhook-url")
+	fs.Func("webhook-events", "comma-separated webhook types to send (default all: "+strings.Join(WebhookTypes, ",")+")", listInto(&c.WebhookEvents))
+	fs.DurationVar(&c.WebhookUnreadAfter, "webhook-unread-after", c.WebhookUnreadAfter, "delay before message.unread for a message still unread (0 = never)")
+	fs.DurationVar(&c.WebhookMaxAge, "webhook-max-age", c.WebhookMaxAge, "how long a webhook delivery is retried before it is kept as failed")
+	fs.Func("webhook-retry-delays", "comma-separated waits after each failed webhook attempt, the last repeated (default 5s,5m,30m,2h,5h,10h; tests shorten them)", durationsInto(&c.WebhookRetryDelays))
+	fs.DurationVar(&c.WebhookLease, "webhook-lease", c.WebhookLease, "with several nodes, how long a node owns a webhook it is sending before another may take it over (tests shorten it)")
 	return fs
+}
+
+// durationsInto parses a comma-separated list of positive durations.
+func durationsInto(dst *[]time.Duration) func(string) error {
+	return func(s string) error {
+		var out []time.Duration
+		for _, part := range strings.Split(s, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			d, err := time.ParseDuration(part)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("%q is not a positive duration", part)
+			}
+			out = append(out, d)
+		}
+		if len(out) == 0 {
+			return fmt.Errorf("at least one delay is required")
+		}
+		*dst = out
+		return nil
+	}
+}
+
+// validWebhooks checks the webhook settings.
+func (c *Config) validWebhooks() error {
+	for _, t := range c.WebhookEvents {
+		if !slices.Contains(WebhookTypes, t) {
+			return fmt.Errorf("webhook-events (--webhook-events, PARLEY_WEBHOOK_EVENTS): unknown type %q (known: %s)", t, strings.Join(WebhookTypes, ", "))
+		}
+	}
+	switch {
+	case c.WebhookUnreadAfter < 0:
+		return fmt.Errorf("webhook-unread-after (--webhook-unread-after, PARLEY_WEBHOOK_UNREAD_AFTER) must not be negative")
+	case c.WebhookLease < time.Second:
+		return fmt.Errorf("webhook-lease (--webhook-lease, PARLEY_WEBHOOK_LEASE) must be at least 1s")
+	case c.WebhookMaxAge <= 0:
+		return fmt.Errorf("webhook-max-age (--webhook-max-age, PARLEY_WEBHOOK_MAX_AGE) must be positive")
+	case c.WebhookURL == "":
+		return nil
+	}
+	u, err := url.Parse(c.WebhookURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("webhook-url (--webhook-url, PARLEY_WEBHOOK_URL) must be an http:// or https:// URL")
+	}
+	if c.WebhookSecret == "" {
+		return fmt.Errorf("webhook-secret (--webhook-secret, PARLEY_WEBHOOK_SECRET) is required with webhook-url")
+	}
+	key, ok := strings.CutPrefix(c.WebhookSecret, "whsec_")
+	if b, err := base64.StdEncoding.DecodeString(key); !ok || err != nil || len(b) < 16 {
+		return fmt.Errorf("webhook-secret (--webhook-secret, PARLEY_WEBHOOK_SECRET) must be whsec_ followed by the base64 of at least 16 random bytes")
+	}
+	return nil
 }
 
 // Validate rejects settings the server cannot run with.
@@ -360,6 +453,9 @@ func (c *Config) Validate() error {
 		// A generated secret is per node: a token from one node would be
 		// refused by the others.
 		return fmt.Errorf("bus: several nodes must sign tokens with one secret; set jwt-secret (PARLEY_JWT_SECRET) on every node")
+	}
+	if err := c.validWebhooks(); err != nil {
+		return err
 	}
 	if c.CookieSecure != CookieSecureAuto && c.CookieSecure != CookieSecureAlways && c.CookieSecure != CookieSecureNever {
 		return fmt.Errorf("cookie-secure (--cookie-secure, PARLEY_COOKIE_SECURE) must be auto, always or never, not %q", c.CookieSecure)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"sort"
@@ -23,6 +24,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
+	"github.com/parley-chat/parley/internal/config"
 	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/servertest"
 )
@@ -200,7 +202,14 @@ func (c *contract) validate(req *http.Request, body []byte, res *servertest.Resp
 // the document's schemas. Operations that stream (text/event-stream) are
 // checked for their status and content type only.
 func TestOpenAPIResponses(t *testing.T) {
-	n := servertest.Start(t)
+	// Webhooks go to a receiver that refuses them, with no retries, so that
+	// the failed list has something to show and retry.
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusGone) }))
+	defer refuse.Close()
+	n := servertest.Start(t, func(c *config.Config) {
+		c.WebhookURL, c.WebhookSecret = refuse.URL, "whsec_"+base64.StdEncoding.EncodeToString(make([]byte, 24))
+		c.WebhookMaxAge, c.WebhookRetryDelays = time.Millisecond, []time.Duration{time.Hour}
+	})
 	c := newContract(t, n)
 	key := servertest.APIKey
 
@@ -215,7 +224,7 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.do("POST", "/api/auth/register", "", map[string]any{"username": "x", "password": "password123", "role": "client"}, nil)     // 400
 	c.do("POST", "/api/auth/login", "", map[string]any{"username": proName, "password": "password123"}, &pro)
 	c.do("POST", "/api/auth/login", "", map[string]any{"username": proName, "password": "wrong-password"}, nil) // 401
-	for range 7 { // 401s, then 429 with Retry-After: the username's failures are slowed down
+	for range 7 {                                                                                               // 401s, then 429 with Retry-After: the username's failures are slowed down
 		c.do("POST", "/api/auth/login", "", map[string]any{"username": "oa_guessed", "password": "wrong-password"}, nil)
 	}
 	c.do("POST", "/api/auth/activity", client.Token, nil, nil)
@@ -316,6 +325,24 @@ func TestOpenAPIResponses(t *testing.T) {
 	c.do("DELETE", extPath, key, nil, nil)
 	c.do("DELETE", extPath, key, nil, nil) // 404 now
 	c.do("GET", "/api/conversations/"+conv2.ID, client.Token, nil, nil)
+
+	// Failed webhooks: the conversation's, refused by the receiver.
+	var failed struct {
+		Webhooks []struct{ ID string } `json:"webhooks"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(failed.Webhooks) == 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		n.Do(t, "GET", "/api/server/webhooks/failed?limit=1", key, nil, &failed)
+	}
+	if len(failed.Webhooks) == 0 {
+		t.Fatal("no webhook failed")
+	}
+	c.do("GET", "/api/server/webhooks/failed", key, nil, nil)
+	c.do("GET", "/api/server/webhooks/failed?limit=0", key, nil, nil)  // 400
+	c.do("GET", "/api/server/webhooks/failed", client.Token, nil, nil) // 401
+	c.do("POST", "/api/server/webhooks/"+failed.Webhooks[0].ID+"/retry", key, nil, nil)
+	c.do("POST", "/api/server/webhooks/wh_nobody/retry", key, nil, nil)          // 404
+	c.do("POST", "/api/server/webhooks/wh_nobody/retry", client.Token, nil, nil) // 401
 
 	c.do("POST", "/api/auth/logout", client.Token, nil, nil)
 	c.do("POST", "/api/auth/logout", client.Token, nil, nil) // 401

@@ -24,6 +24,12 @@ type Metrics struct {
 	// CorruptRuns counts log reads that failed on a stored run of events
 	// that does not decode (`parley check --repair` drops it).
 	CorruptRuns prometheus.Counter
+	// WebhooksDelivered counts webhooks a receiver accepted (a 2xx), by
+	// this node; WebhookAttemptsFailed the attempts that were not; and
+	// WebhookLatency the time from a webhook's commit to its acceptance.
+	WebhooksDelivered     prometheus.Counter
+	WebhookAttemptsFailed prometheus.Counter
+	WebhookLatency        prometheus.Histogram
 	// ConnsRefused counts connections refused because their address held
 	// --max-conns-per-ip already.
 	ConnsRefused prometheus.Counter
@@ -60,12 +66,23 @@ func New(openStreams func() float64) *Metrics {
 		CorruptRuns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_store_corrupt_runs_total", Help: "Log reads that failed on a stored run of events that does not decode.",
 		}),
+		WebhooksDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_webhooks_delivered_total", Help: "Webhooks accepted by the receiver (a 2xx), sent by this node.",
+		}),
+		WebhookAttemptsFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_webhook_attempts_failed_total", Help: "Webhook attempts that got no 2xx within the timeout, by this node.",
+		}),
+		WebhookLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "parley_webhook_delivery_latency_seconds",
+			Help:    "Time from a webhook's commit to its acceptance by the receiver, retries included.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 300, 1800, 7200, 86400},
+		}),
 		ConnsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "parley_http_conns_refused_total", Help: "Connections refused because their client address held --max-conns-per-ip already.",
 		}),
 	}
 	m.Registry.MustRegister(m.StreamsOpen, m.EventsWritten, m.EventsReplayed, m.StreamCloses, m.DeliveryDelay,
-		m.Requests, m.RequestTime, m.CorruptRuns, m.ConnsRefused,
+		m.Requests, m.RequestTime, m.CorruptRuns, m.ConnsRefused, m.WebhooksDelivered, m.WebhookAttemptsFailed, m.WebhookLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,3 +136,14 @@ func (m *Metrics) Closed(reason string) { m.StreamCloses.WithLabelValues(reason)
 
 // Delivered observes the append-to-write latency of a live event.
 func (m *Metrics) Delivered(d time.Duration) { m.DeliveryDelay.Observe(d.Seconds()) }
+
+// WatchWebhooks adds the gauges of the outbox: webhooks waiting for
+// delivery (or retry) and webhooks that ran out of retries, across nodes.
+// counts reads them from the database at each scrape.
+func (m *Metrics) WatchWebhooks(counts func() (pending, failed float64)) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_webhooks_pending", Help: "Webhooks in the outbox waiting for delivery or a retry.",
+	}, func() float64 { p, _ := counts(); return p }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_webhooks_failed", Help: "Webhooks that ran out of retries (GET /api/server/webhooks/failed).",
+	}, func() float64 { _, f := counts(); return f }))
+}

@@ -34,6 +34,7 @@ import (
 	"github.com/parley-chat/parley/internal/store/sqlite"
 	"github.com/parley-chat/parley/internal/stream"
 	"github.com/parley-chat/parley/internal/web"
+	"github.com/parley-chat/parley/internal/webhook"
 )
 
 // Server is one Parley node.
@@ -62,6 +63,8 @@ type Server struct {
 
 	attach *attach.Service
 	push   *push.Service
+	// webhooks sends the outbox to the app's backend; nil without a URL.
+	webhooks *webhook.Sender
 
 	stop  chan struct{}
 	wg    sync.WaitGroup
@@ -114,7 +117,22 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.auth = auth.New(s.store, secret, cfg.IdleTimeout, cfg.SessionTTL, cfg.PasswordCost)
 	s.auth.App = s.appTokens()
 	s.presence.Start(s.store, s.hub)
-	s.chat = chat.New(s.store, s.hub, s.presence, chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout, Files: s.attach}, logger)
+	chatOpts := chat.Options{MaxBodyChars: cfg.MaxBodyChars, CallTimeout: cfg.CallTimeout, Files: s.attach}
+	if cfg.WebhookURL != "" {
+		chatOpts.Webhooks = chat.Webhooks{Types: cfg.WebhookEvents, UnreadAfter: cfg.WebhookUnreadAfter}
+		_, local := s.store.(*sqlite.DB)
+		s.webhooks, err = webhook.New(s.store, webhook.Options{
+			URL: cfg.WebhookURL, Secret: cfg.WebhookSecret, MaxAge: cfg.WebhookMaxAge,
+			Delays: cfg.WebhookRetryDelays, Lease: cfg.WebhookLease, SingleNode: local,
+		}, s.metrics, logger)
+		if err != nil {
+			s.store.Close()
+			s.cluster.close()
+			return nil, err
+		}
+	}
+	s.metrics.WatchWebhooks(s.webhookCounts)
+	s.chat = chat.New(s.store, s.hub, s.presence, chatOpts, logger)
 	s.cluster.observeTyping(s.chat.TypingSeen)
 	streams := &stream.Server{
 		Hub: s.hub, Log: eventLog{s.store, s.readFailed}, Metrics: s.metrics, Logger: logger,
@@ -139,6 +157,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		Presence: s.presence, Routes: []func(*httpapi.ServeMux, *httpapi.API){
 			httpapi.ChatRoutes(s.chat), httpapi.ServerRoutes(s.chat),
 			httpapi.AttachmentRoutes(s.attach), httpapi.SearchRoutes(s.chat), httpapi.ProfileRoutes(), httpapi.PushRoutes(s.push),
+			httpapi.WebhookRoutes(s.kickWebhooks),
 		},
 	}
 	s.http = &http.Server{
@@ -201,6 +220,30 @@ func (s *Server) onCommit(events []parley.Event) {
 		s.cluster.committed(events)
 	}
 	s.push.Committed(events)
+	// A commit may have written webhooks: look now, not at the next poll.
+	s.kickWebhooks()
+}
+
+// kickWebhooks wakes the webhook sender, if there is one.
+func (s *Server) kickWebhooks() {
+	if s.webhooks != nil {
+		s.webhooks.Kick()
+	}
+}
+
+// webhookCounts reads the outbox's pending and failed counts for /metrics.
+func (s *Server) webhookCounts() (pending, failed float64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var p, f int64
+	if err := s.store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		p, f, err = tx.WebhookCounts()
+		return err
+	}); err != nil {
+		s.log.Warn("count webhooks", "err", err)
+	}
+	return float64(p), float64(f)
 }
 
 // openChatFeatures builds the attachment store and the Web Push sender.
@@ -292,6 +335,18 @@ func (s *Server) Start() error {
 	s.loop(chat.ReceiptFlushEvery, s.chat.FlushReceipts)
 	s.loop(chat.CallSweepEvery(s.cfg.CallTimeout), s.chat.ExpireCalls)
 	s.loop(attach.CollectEvery, s.attach.Collect)
+	if s.webhooks != nil {
+		if s.cfg.WebhookUnreadAfter > 0 {
+			s.loop(chat.CallSweepEvery(s.cfg.WebhookUnreadAfter), s.chat.FireUnread)
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() { <-s.stop; cancel() }()
+			s.webhooks.Run(ctx)
+		}()
+	}
 	s.push.Start()
 	if s.push.Enabled() {
 		s.loop(push.SweepEvery, s.push.Sweep)

@@ -1,0 +1,414 @@
+package webhook_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/parley-chat/parley/internal/config"
+	"github.com/parley-chat/parley/internal/servertest"
+	"github.com/parley-chat/parley/internal/webhook"
+)
+
+// testSecret is a whsec_ key as an operator would generate it.
+var testSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("parley-webhook-test-key-32-bytes"))
+
+// delivery is one request the receiver got.
+type delivery struct {
+	ID, Timestamp, Signature string
+	Header                   http.Header
+	Body                     []byte
+	Type                     string
+	Data                     json.RawMessage
+	Verified                 error
+}
+
+// receiver is a real HTTP endpoint that verifies each request with the
+// Standard Webhooks library and answers with status(n) for the n-th
+// request (from 1).
+type receiver struct {
+	*httptest.Server
+	verifier *standardwebhooks.Webhook
+	mu       sync.Mutex
+	got      []delivery
+	status   func(n int) int
+	arrived  chan struct{}
+}
+
+func newReceiver(t *testing.T, status func(n int) int) *receiver {
+	t.Helper()
+	v, err := standardwebhooks.NewWebhook(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{verifier: v, status: status, arrived: make(chan struct{}, 10000)}
+	if r.status == nil {
+		r.status = func(int) int { return http.StatusNoContent }
+	}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		d := delivery{ID: req.Header.Get("webhook-id"), Timestamp: req.Header.Get("webhook-timestamp"),
+			Signature: req.Header.Get("webhook-signature"), Header: req.Header.Clone(), Body: body}
+		d.Verified = v.Verify(body, req.Header)
+		var env struct {
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		}
+		_ = json.Unmarshal(body, &env)
+		d.Type, d.Data = env.Type, env.Data
+		r.mu.Lock()
+		r.got = append(r.got, d)
+		n := len(r.got)
+		r.mu.Unlock()
+		w.WriteHeader(r.status(n))
+		r.arrived <- struct{}{}
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// wait returns the deliveries once there are at least n, or fails after timeout.
+func (r *receiver) wait(t *testing.T, n int, timeout time.Duration) []delivery {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		r.mu.Lock()
+		got := append([]delivery(nil), r.got...)
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		select {
+		case <-r.arrived:
+		case <-deadline:
+			t.Fatalf("got %d webhooks, want %d: %v", len(got), n, types(got))
+		}
+	}
+}
+
+func (r *receiver) all() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]delivery(nil), r.got...)
+}
+
+func types(ds []delivery) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Type
+	}
+	return out
+}
+
+func withWebhooks(url string, opts ...func(*config.Config)) servertest.Option {
+	return func(c *config.Config) {
+		c.WebhookURL, c.WebhookSecret = url, testSecret
+		c.WebhookRetryDelays = []time.Duration{20 * time.Millisecond}
+		for _, o := range opts {
+			o(c)
+		}
+	}
+}
+
+// openConversation registers a client and a professional and opens a
+// conversation between them.
+func openConversation(t *testing.T, n *servertest.Node) (client, pro servertest.User, convID string) {
+	t.Helper()
+	client, pro = n.Register(t, "whc", "client"), n.Register(t, "whp", "professional")
+	var conv struct{ ID string }
+	res := n.Do(t, "POST", "/api/conversations", client.Token, map[string]any{"professional_id": pro.ID,
+		"message": map[string]any{"body": "hello"}}, &conv)
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("open conversation: %d", res.StatusCode)
+	}
+	return client, pro, conv.ID
+}
+
+// TestDeliveriesAreSignedAndOrdered checks every kind of change reaches the
+// receiver, in the order written, each verified by the Standard Webhooks
+// library and by a verifier written from the scheme; and that a tampered
+// body or a stale timestamp fails both.
+func TestDeliveriesAreSignedAndOrdered(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := servertest.Start(t, withWebhooks(rcv.URL))
+	_, pro, conv := openConversation(t, n)
+	var msg struct{ ID string }
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "hi"}, &msg)
+	n.Do(t, "PATCH", "/api/messages/"+msg.ID, pro.Token, map[string]any{"body": "hi, edited"}, nil)
+	// Sent before the delete, which drops a deleted message's unsent webhooks.
+	rcv.wait(t, 4, 10*time.Second)
+	n.Do(t, "DELETE", "/api/messages/"+msg.ID, pro.Token, nil, nil)
+
+	got := rcv.wait(t, 5, 10*time.Second)
+	want := []string{"conversation.created", "message.created", "message.created", "message.updated", "message.deleted"}
+	if strings.Join(types(got), " ") != strings.Join(want, " ") {
+		t.Fatalf("types %v, want %v", types(got), want)
+	}
+	key, _ := webhook.ParseSecret(testSecret)
+	ids := map[string]bool{}
+	for _, d := range got {
+		if d.Verified != nil {
+			t.Errorf("%s %s: the library refused it: %v", d.Type, d.ID, d.Verified)
+		}
+		if ct := d.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		ts, err := strconv.ParseInt(d.Timestamp, 10, 64)
+		if err != nil || time.Since(time.Unix(ts, 0)) > time.Minute {
+			t.Errorf("webhook-timestamp %q", d.Timestamp)
+		}
+		if !ownVerify(key, d.ID, d.Timestamp, d.Body, d.Signature) {
+			t.Errorf("%s: the scheme's own check refused %q", d.Type, d.Signature)
+		}
+		if ids[d.ID] || !strings.HasPrefix(d.ID, "wh_") {
+			t.Errorf("webhook-id %q repeated or malformed", d.ID)
+		}
+		ids[d.ID] = true
+		var env struct {
+			Type      string `json:"type"`
+			Timestamp string `json:"timestamp"`
+		}
+		if err := json.Unmarshal(d.Body, &env); err != nil || env.Type != d.Type || env.Timestamp == "" {
+			t.Errorf("body %s", d.Body)
+		}
+	}
+	var deleted struct {
+		ID      string `json:"id"`
+		Deleted bool   `json:"deleted"`
+		Body    string `json:"body"`
+	}
+	if err := json.Unmarshal(got[4].Data, &deleted); err != nil || deleted.ID != msg.ID || !deleted.Deleted || deleted.Body != "" {
+		t.Errorf("message.deleted data %s", got[4].Data)
+	}
+
+	// Tampering and replay.
+	d := got[1]
+	tampered := append([]byte(nil), d.Body...)
+	tampered[len(tampered)-2] ^= 1
+	if err := rcv.verifier.Verify(tampered, d.Header); err == nil {
+		t.Error("the library accepted a tampered body")
+	}
+	if ownVerify(key, d.ID, d.Timestamp, tampered, d.Signature) {
+		t.Error("the scheme's check accepted a tampered body")
+	}
+	stale := d.Header.Clone()
+	old := strconv.FormatInt(time.Now().Add(-10*time.Minute).Unix(), 10)
+	stale.Set("webhook-timestamp", old)
+	stale.Set("webhook-signature", webhook.Sign(key, d.ID, time.Now().Add(-10*time.Minute).Unix(), d.Body))
+	if err := rcv.verifier.Verify(d.Body, stale); err == nil {
+		t.Error("the library accepted a timestamp 10 minutes old")
+	}
+	if err := rcv.verifier.VerifyIgnoringTimestamp(d.Body, stale); err != nil {
+		t.Errorf("the stale delivery is signed correctly but refused: %v", err)
+	}
+	if ownVerifyFresh(key, d.ID, old, d.Body, stale.Get("webhook-signature")) {
+		t.Error("the scheme's check accepted a timestamp 10 minutes old")
+	}
+}
+
+// ownVerify is the scheme's check written out: HMAC-SHA256 of
+// id.timestamp.body, base64, against each v1 signature of the header.
+func ownVerify(key []byte, id, ts string, body []byte, header string) bool {
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	want := webhook.Sign(key, id, t, body)
+	for _, sig := range strings.Fields(header) {
+		if sig == want {
+			return true
+		}
+	}
+	return false
+}
+
+// ownVerifyFresh is ownVerify with the 5-minute tolerance of the scheme.
+func ownVerifyFresh(key []byte, id, ts string, body []byte, header string) bool {
+	t, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || time.Since(time.Unix(t, 0)).Abs() > 5*time.Minute {
+		return false
+	}
+	return ownVerify(key, id, ts, body, header)
+}
+
+// TestRetriesKeepTheID: a receiver answering 500 three times, then 200,
+// gets four attempts of the one webhook with the same webhook-id, and
+// nothing more once it accepted.
+func TestRetriesKeepTheID(t *testing.T) {
+	rcv := newReceiver(t, func(n int) int {
+		if n <= 3 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) { c.WebhookEvents = []string{"conversation.created"} }))
+	openConversation(t, n)
+	got := rcv.wait(t, 4, 10*time.Second)
+	for _, d := range got {
+		if d.ID != got[0].ID || d.Type != "conversation.created" || d.Verified != nil {
+			t.Fatalf("attempt %s %s (verified: %v), want %s each time", d.ID, d.Type, d.Verified, got[0].ID)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // fifteen retry delays
+	if all := rcv.all(); len(all) != 4 {
+		t.Fatalf("%d attempts, want 4 (3 refused, 1 accepted)", len(all))
+	}
+	var failed struct {
+		Webhooks []any `json:"webhooks"`
+	}
+	n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, &failed)
+	if len(failed.Webhooks) != 0 {
+		t.Fatalf("failed webhooks %v", failed.Webhooks)
+	}
+}
+
+// TestFailedAndRetried: past the max age a webhook is kept as failed,
+// listed, and sent again with the same id by a manual retry.
+func TestFailedAndRetried(t *testing.T) {
+	rcv := newReceiver(t, func(n int) int {
+		if n == 1 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = []string{"conversation.created"}, time.Millisecond
+	}))
+	openConversation(t, n)
+	first := rcv.wait(t, 1, 10*time.Second)[0]
+	var failed struct {
+		Webhooks []struct {
+			ID         string `json:"id"`
+			State      string `json:"state"`
+			LastStatus int    `json:"last_status"`
+			Attempts   int    `json:"attempts"`
+		} `json:"webhooks"`
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(failed.Webhooks) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, &failed)
+	}
+	if len(failed.Webhooks) != 1 || failed.Webhooks[0].ID != first.ID || failed.Webhooks[0].LastStatus != 503 || failed.Webhooks[0].State != "failed" {
+		t.Fatalf("failed list %+v, want %s with status 503", failed.Webhooks, first.ID)
+	}
+	if res := n.Do(t, "POST", "/api/server/webhooks/"+first.ID+"/retry", servertest.APIKey, nil, nil); res.StatusCode != http.StatusAccepted {
+		t.Fatalf("retry: %d", res.StatusCode)
+	}
+	again := rcv.wait(t, 2, 10*time.Second)[1]
+	if again.ID != first.ID || again.Verified != nil {
+		t.Fatalf("retry sent %s (verified %v), want %s", again.ID, again.Verified, first.ID)
+	}
+	metrics := n.Do(t, "GET", "/metrics", "", nil, nil)
+	for _, name := range []string{"parley_webhooks_pending", "parley_webhooks_failed", "parley_webhooks_delivered_total", "parley_webhook_delivery_latency_seconds"} {
+		if !strings.Contains(string(metrics.Body), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+}
+
+// TestUnread: message.unread fires once per conversation after the delay
+// when the recipient has not read, never when they read in time, and again
+// for a message after a read.
+func TestUnread(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookUnreadAfter = []string{"message.unread"}, 300*time.Millisecond
+	}))
+	_, pro, conv := openConversation(t, n)   // the client's first message, never read
+	_, pro2, conv2 := openConversation(t, n) // read in time
+	n.Do(t, "POST", "/api/conversations/"+conv2+"/read", pro2.Token, map[string]any{"up_to_seq": 1}, nil)
+
+	got := rcv.wait(t, 1, 5*time.Second)
+	var data struct {
+		User           struct{ ID string } `json:"user"`
+		ConversationID string              `json:"conversation_id"`
+		Message        struct {
+			Body string `json:"body"`
+		} `json:"message"`
+		UnreadCount int `json:"unread_count"`
+	}
+	if err := json.Unmarshal(got[0].Data, &data); err != nil || got[0].Type != "message.unread" || got[0].Verified != nil {
+		t.Fatalf("%s %s: %v %v", got[0].Type, got[0].Data, err, got[0].Verified)
+	}
+	if data.User.ID != pro.ID || data.ConversationID != conv || data.Message.Body != "hello" || data.UnreadCount != 1 {
+		t.Fatalf("message.unread data %s", got[0].Data)
+	}
+	// Once per conversation until read: a second unread message adds none.
+	time.Sleep(700 * time.Millisecond)
+	if all := rcv.all(); len(all) != 1 {
+		t.Fatalf("%d message.unread, want 1 (the read conversation fires none): %s", len(all), all[len(all)-1].Data)
+	}
+	// Reading re-arms: the next message that stays unread fires again.
+	n.Do(t, "POST", "/api/conversations/"+conv+"/read", pro.Token, map[string]any{"up_to_seq": 1}, nil)
+	n.Do(t, "POST", "/api/server/conversations/"+conv+"/messages", servertest.APIKey, map[string]any{"body": "reminder"}, nil)
+	// The system message is unread by both participants.
+	got = rcv.wait(t, 3, 5*time.Second)
+	for _, d := range got[1:] {
+		if d.Type != "message.unread" || !strings.Contains(string(d.Data), "reminder") {
+			t.Fatalf("after a read: %s %s", d.Type, d.Data)
+		}
+	}
+}
+
+// TestDeleteDropsUnsentText: the webhooks of a message not yet accepted by
+// the receiver are dropped when the message is deleted, so its text stays
+// nowhere (not in the failed list either); the receiver gets the tombstone.
+func TestDeleteDropsUnsentText(t *testing.T) {
+	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = []string{"message.created", "message.deleted"}, time.Millisecond
+	}))
+	_, pro, conv := openConversation(t, n)
+	var msg struct{ ID string }
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "a secret to delete"}, &msg)
+	failedBody := func() string {
+		res := n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil)
+		return string(res.Body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "a secret to delete"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the message's webhook did not fail: %s", failedBody())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.Do(t, "DELETE", "/api/messages/"+msg.ID, pro.Token, nil, nil)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "message.deleted"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no message.deleted: %s", failedBody())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b := failedBody(); strings.Contains(b, "a secret to delete") {
+		t.Fatalf("the deleted text is still in the outbox: %s", b)
+	}
+}
+
+// TestCallMissed: a call rung out without an answer sends call.missed.
+func TestCallMissed(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.CallTimeout = []string{"call.missed"}, 200*time.Millisecond
+	}))
+	client, _, conv := openConversation(t, n)
+	var call struct{ ID string }
+	if res := n.Do(t, "POST", "/api/conversations/"+conv+"/calls", client.Token, map[string]any{"media": "audio"}, &call); res.StatusCode != http.StatusCreated {
+		t.Fatalf("start call: %d", res.StatusCode)
+	}
+	d := rcv.wait(t, 1, 5*time.Second)[0]
+	var data struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if err := json.Unmarshal(d.Data, &data); err != nil || d.Type != "call.missed" || data.ID != call.ID || data.State != "missed" || d.Verified != nil {
+		t.Fatalf("%s %s (verified %v)", d.Type, d.Data, d.Verified)
+	}
+}
