@@ -13,9 +13,9 @@
 # Environment: PG_URL (default postgres://postgres@127.0.0.1:5432), REDIS_URL
 # (default redis://127.0.0.1:6379), BASE_PORT (default 27181; nginx listens on
 # BASE_PORT-1), NODE_FLAGS (extra flags for every node). Nodes get the flags
-# bench gives a server it spawns (--rate-limit 0, --password-cost 4,
-# --api-keys bench-key, --pprof) and --idle-timeout 0 (bench users stay idle
-# between runs).
+# bench gives a server it spawns (--rate-limit 0, --max-conns-per-ip 0,
+# --password-cost 4, --api-keys bench-key, pprof on its own port, BASE_PORT +
+# 1000 + i) and --idle-timeout 0 (bench users stay idle between runs).
 set -euo pipefail
 
 cmd=${1:-}; shift || true
@@ -75,7 +75,7 @@ start() {
 		"$bin" serve --addr "127.0.0.1:$port" --data-dir "$dir/node$i" \
 			--database-url "$PG_URL/$db?sslmode=disable" --bus "$REDIS_URL/?prefix=$db" \
 			--jwt-secret "$secret" --api-keys bench-key --rate-limit 0 --max-conns-per-ip 0 --password-cost 4 \
-			--max-streams-per-user 16 --idle-timeout 0 --pprof --log-level warn ${NODE_FLAGS:-} \
+			--max-streams-per-user 16 --idle-timeout 0 --pprof-addr "127.0.0.1:$((port + 1000))" --log-level warn ${NODE_FLAGS:-} \
 			>"$dir/node$i.log" 2>&1 &
 		pids+=("$!") urls+=("http://127.0.0.1:$port")
 		# Nodes migrate the schema in turn; start them one after the other.
