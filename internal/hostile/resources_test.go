@@ -287,7 +287,7 @@ func streamsOpen(t *testing.T, n *servertest.Node) int {
 func TestPublishOverloadBounded(t *testing.T) {
 	const users, publishers = 400, 64
 	n := servertest.Start(t, func(c *config.Config) {
-		c.PublishInFlight = 32 << 20 // one fan-out of 400 × 64 KiB at a time
+		c.PublishInFlight = 32 << 20           // one fan-out of 400 × 64 KiB at a time
 		c.PublishWait = 100 * time.Millisecond // so that some wait too long on any machine
 		c.MaxConnsPerIP = 0
 		c.RateLimit = 0

@@ -1,10 +1,7 @@
 package httpapi_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -100,7 +97,7 @@ func TestEraseUser(t *testing.T) {
 	get("conversations (last_message)", "/api/conversations")
 	get("conversation", "/api/conversations/"+conv.ID)
 	get("poll from 0", "/api/events/poll?after=0&wait=0")
-	places["stream replay from 0"] = replay(t, n, bob)
+	places["stream replay from 0"] = n.Replay(t, bob)
 	if !strings.Contains(string(places["history"]), `"kind":"system"`) || !strings.Contains(string(places["history"]), "noted, thanks") {
 		t.Fatalf("history lost what was not the erased user's: %s", places["history"])
 	}
@@ -132,42 +129,3 @@ func TestEraseUser(t *testing.T) {
 	send(bob, "anyone there?", "")
 }
 
-// replay reads the user's stream from the start of the log up to its
-// head, and returns the raw bytes read.
-func replay(t *testing.T, n *servertest.Node, token string) []byte {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/api/events", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Last-Event-ID", "0")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var raw strings.Builder
-	r := bufio.NewReader(io.TeeReader(res.Body, &raw))
-	var head int64 = -1
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = servertest.ReadSSE(r, func(e servertest.Event) {
-			if e.Type == "ready" {
-				var ready struct {
-					LastID int64 `json:"last_id"`
-				}
-				_ = json.Unmarshal([]byte(e.Data), &ready)
-				head = ready.LastID
-			}
-			if head >= 0 && (head == 0 || e.HasID && e.ID >= head) {
-				cancel()
-			}
-		})
-	}()
-	<-done
-	if head <= 0 {
-		t.Fatalf("no replay (head %d): %s", head, raw.String())
-	}
-	return []byte(raw.String())
-}

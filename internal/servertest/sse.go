@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -153,4 +154,44 @@ func ReadSSE(r *bufio.Reader, fn func(Event)) error {
 			}
 		}
 	}
+}
+
+// Replay reads the user's stream from the start of the log up to its
+// head, and returns the raw bytes read.
+func (n *Node) Replay(t testing.TB, token string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/api/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Last-Event-ID", "0")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var raw strings.Builder
+	r := bufio.NewReader(io.TeeReader(res.Body, &raw))
+	var head int64 = -1
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = ReadSSE(r, func(e Event) {
+			if e.Type == "ready" {
+				var ready struct {
+					LastID int64 `json:"last_id"`
+				}
+				_ = json.Unmarshal([]byte(e.Data), &ready)
+				head = ready.LastID
+			}
+			if head >= 0 && (head == 0 || e.HasID && e.ID >= head) {
+				cancel()
+			}
+		})
+	}()
+	<-done
+	if head <= 0 {
+		t.Fatalf("no replay (head %d): %s", head, raw.String())
+	}
+	return []byte(raw.String())
 }
