@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,11 +26,7 @@ func TestWebhooksThreeNodesOneKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills parley processes; skipped with -short")
 	}
-	admin := os.Getenv("PARLEY_TEST_DATABASE_URL")
-	if !strings.HasPrefix(admin, "postgres") {
-		t.Skip("needs PARLEY_TEST_DATABASE_URL=postgres://…")
-	}
-	dbURL := testenv.FreshDatabase(t, admin)
+	dbURL := testenv.FreshDatabase(t, testenv.Postgres(t))
 	var mu sync.Mutex
 	hooks := map[string]string{} // webhook-id → message id
 	var received atomic.Int64
