@@ -155,6 +155,50 @@ func (p *proc) call(ctx context.Context, method, path, token string, body, out a
 
 type crashUser struct{ id, token string }
 
+// register makes an account (password password123) and returns it.
+func (p *proc) register(tb testing.TB, name, role string) crashUser {
+	tb.Helper()
+	var g struct {
+		User  struct{ ID string }
+		Token string
+	}
+	body := map[string]string{"username": name, "password": "password123", "role": role}
+	if _, err := p.call(context.Background(), "POST", "/api/auth/register", "", body, &g); err != nil {
+		tb.Fatal(err)
+	}
+	return crashUser{g.User.ID, g.Token}
+}
+
+// lane is a client's conversation with the professional, for senders.
+type lane struct {
+	client crashUser
+	conv   string
+}
+
+// openLanes registers a professional and n clients (names from prefix), each
+// client opening a conversation with the professional through nodes in
+// turn; acked records the id of each first message.
+func openLanes(tb testing.TB, nodes []*proc, prefix string, n int, acked *sync.Map) []lane {
+	tb.Helper()
+	pro := nodes[0].register(tb, prefix+"pro", "professional")
+	var lanes []lane
+	for i := range n {
+		c := nodes[0].register(tb, fmt.Sprintf("%sclient%d", prefix, i), "client")
+		var conv struct {
+			ID          string
+			LastMessage struct{ ID string } `json:"last_message"`
+		}
+		if _, err := nodes[i%len(nodes)].call(context.Background(), "POST", "/api/conversations", c.token, map[string]any{
+			"professional_id": pro.id, "message": map[string]any{"body": "hello"},
+		}, &conv); err != nil {
+			tb.Fatal(err)
+		}
+		acked.Store(conv.LastMessage.ID, true)
+		lanes = append(lanes, lane{c, conv.ID})
+	}
+	return lanes
+}
+
 // logEntry is one event of a user's log as read back.
 type logEntry struct {
 	ID   int64
@@ -205,15 +249,7 @@ func TestKill9(t *testing.T) {
 
 	users := make([]crashUser, 6)
 	for i := range users {
-		var g struct {
-			User  struct{ ID string }
-			Token string
-		}
-		body := map[string]string{"username": fmt.Sprintf("crash%d", i), "password": "password123", "role": "client"}
-		if _, err := p.call(ctx, "POST", "/api/auth/register", "", body, &g); err != nil {
-			t.Fatal(err)
-		}
-		users[i] = crashUser{g.User.ID, g.Token}
+		users[i] = p.register(t, fmt.Sprintf("crash%d", i), "client")
 	}
 
 	seed := uint64(time.Now().UnixNano())

@@ -22,18 +22,7 @@ func TestKill9KeepsDeliveredReceipt(t *testing.T) {
 	dir := t.TempDir()
 	p := startParley(t, dir)
 	ctx := context.Background()
-	register := func(name, role string) crashUser {
-		var g struct {
-			User  struct{ ID string }
-			Token string
-		}
-		body := map[string]string{"username": name, "password": "password123", "role": role}
-		if _, err := p.call(ctx, "POST", "/api/auth/register", "", body, &g); err != nil {
-			t.Fatal(err)
-		}
-		return crashUser{g.User.ID, g.Token}
-	}
-	client, pro := register("kclient", "client"), register("kpro", "professional")
+	client, pro := p.register(t, "kclient", "client"), p.register(t, "kpro", "professional")
 	var conv struct{ ID string }
 	if _, err := p.call(ctx, "POST", "/api/conversations", client.token, map[string]any{
 		"professional_id": pro.id, "message": map[string]any{"body": "hello"},

@@ -52,38 +52,8 @@ func TestWebhooksThreeNodesOneKilled(t *testing.T) {
 		nodes = append(nodes, startParley(t, t.TempDir(), flags...))
 	}
 	ctx := context.Background()
-	register := func(name, role string) crashUser {
-		var g struct {
-			User  struct{ ID string }
-			Token string
-		}
-		body := map[string]string{"username": name, "password": "password123", "role": role}
-		if _, err := nodes[0].call(ctx, "POST", "/api/auth/register", "", body, &g); err != nil {
-			t.Fatal(err)
-		}
-		return crashUser{g.User.ID, g.Token}
-	}
-	pro := register("whcpro", "professional")
-	type lane struct {
-		client crashUser
-		conv   string
-	}
-	var lanes []lane
-	var acked sync.Map
-	for i := range 20 {
-		c := register(fmt.Sprintf("whcclient%d", i), "client")
-		var conv struct {
-			ID          string
-			LastMessage struct{ ID string } `json:"last_message"`
-		}
-		if _, err := nodes[i%3].call(ctx, "POST", "/api/conversations", c.token, map[string]any{
-			"professional_id": pro.id, "message": map[string]any{"body": "hello"},
-		}, &conv); err != nil {
-			t.Fatal(err)
-		}
-		acked.Store(conv.LastMessage.ID, true)
-		lanes = append(lanes, lane{c, conv.ID})
-	}
+	var acked sync.Map // message id → true
+	lanes := openLanes(t, nodes, "whc", 20, &acked)
 	var sent atomic.Int64
 	var wg sync.WaitGroup
 	for w := range 20 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -55,38 +54,8 @@ func TestKill9LosesNoWebhook(t *testing.T) {
 	dir := t.TempDir()
 	p := startParley(t, dir, flags...)
 	ctx := context.Background()
-	register := func(name, role string) crashUser {
-		var g struct {
-			User  struct{ ID string }
-			Token string
-		}
-		body := map[string]string{"username": name, "password": "password123", "role": role}
-		if _, err := p.call(ctx, "POST", "/api/auth/register", "", body, &g); err != nil {
-			t.Fatal(err)
-		}
-		return crashUser{g.User.ID, g.Token}
-	}
-	pro := register("whkpro", "professional")
-	type lane struct {
-		client crashUser
-		conv   string
-	}
-	var lanes []lane
 	var acked sync.Map // message id → true
-	for i := range 4 {
-		c := register(fmt.Sprintf("whkclient%d", i), "client")
-		var conv struct {
-			ID          string
-			LastMessage struct{ ID string } `json:"last_message"`
-		}
-		if _, err := p.call(ctx, "POST", "/api/conversations", c.token, map[string]any{
-			"professional_id": pro.id, "message": map[string]any{"body": "hello"},
-		}, &conv); err != nil {
-			t.Fatal(err)
-		}
-		acked.Store(conv.LastMessage.ID, true)
-		lanes = append(lanes, lane{c, conv.ID})
-	}
+	lanes := openLanes(t, []*proc{p}, "whk", 4, &acked)
 
 	var sent atomic.Int64
 	var wg sync.WaitGroup
