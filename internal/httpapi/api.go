@@ -49,7 +49,7 @@ type API struct {
 	limiter *limiter
 	// publishing holds the bytes of publishes in flight (PublishInFlight).
 	publishing *semaphore.Weighted
-	logins  *loginGuard
+	logins     *loginGuard
 	// diagStreams counts open /api/diag/stream streams.
 	diagStreams atomic.Int64
 	trusted     []netip.Prefix

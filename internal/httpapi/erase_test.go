@@ -128,4 +128,3 @@ func TestEraseUser(t *testing.T) {
 	// Bob's conversation goes on; what he sends reaches only him.
 	send(bob, "anyone there?", "")
 }
-
