@@ -1,10 +1,14 @@
 // Package bus is how Parley nodes tell each other what happened: a user's log
 // grew, an ephemeral event (typing, presence) is for a user, a session ended.
 //
-// The bus carries hints, never the events themselves: the durable log in the
-// shared database is the truth. A node that receives "user U's log grew to
-// N" pokes U's local streams, which read the log; a lost message costs
-// latency (streams re-read the log at every heartbeat), never an event.
+// The bus is never the only copy of an event: the durable log in the shared
+// database is the truth, and the bus carries copies and hints. A small
+// commit's events travel whole, so that the nodes holding their users'
+// streams deliver them without reading the log; a large one (a fan-out)
+// travels as "user U's log grew to N", and the node pokes U's local streams,
+// which read the log. A lost message costs latency (streams re-read the log
+// at every heartbeat), never an event, and a stream that sees a gap reads
+// the log whatever the bus said.
 //
 // Implementations: Memory (in-process; a single node alone on it has nobody
 // to tell), redisbus (Redis pub/sub) and natsbus (NATS core subjects).
@@ -24,6 +28,8 @@ type Message struct {
 	Node string `json:"node"`
 	// Heads says that these users' logs grew to these ids.
 	Heads []Head `json:"heads,omitempty"`
+	// Events are committed events, carried whole.
+	Events []Event `json:"events,omitempty"`
 	// Ephemeral is an event without an id for the users' open streams.
 	Ephemeral *Ephemeral `json:"eph,omitempty"`
 	// Kick ends the streams of a session (logout, expiry).
@@ -31,6 +37,17 @@ type Message struct {
 	// Resync asks every node to have all its streams read their logs: the
 	// sender lost its connection and may have failed to publish heads.
 	Resync bool `json:"resync,omitempty"`
+}
+
+// Event is a committed event of a user's log: what the user's streams
+// would read from the log, as the node that committed it sent it live.
+type Event struct {
+	UserID string          `json:"u"`
+	ID     int64           `json:"n"`
+	Type   string          `json:"t"`
+	Data   json.RawMessage `json:"d"`
+	// Time is the event's time in Unix microseconds.
+	Time int64 `json:"at"`
 }
 
 // Head is "the user's log grew to LastID".
@@ -83,7 +100,13 @@ type Boarder interface {
 // limits (NATS: 1 MiB by default).
 const MaxHeads = 2000
 
+// MaxCarried is the most event data, in bytes, that one message carries
+// whole; a sender turns the events past it into heads.
+const MaxCarried = 256 << 10
+
 // Split returns m as one or more messages of at most MaxHeads heads each.
+// Events are not split: the sender bounds them (MaxCarried), and they go
+// with the first part.
 func Split(m Message) []Message {
 	if len(m.Heads) <= MaxHeads {
 		return []Message{m}
@@ -93,7 +116,7 @@ func Split(m Message) []Message {
 		part := m
 		part.Heads = m.Heads[i:min(i+MaxHeads, len(m.Heads))]
 		if i > 0 {
-			part.Ephemeral, part.Kick, part.Resync = nil, nil, false
+			part.Ephemeral, part.Kick, part.Resync, part.Events = nil, nil, false, nil
 		}
 		out = append(out, part)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -425,6 +426,34 @@ func TestInProcessCluster(t *testing.T) {
 	}
 	d.waitFor(t, last, 3*time.Second) // the heartbeat (15 s) would be too late
 	d.check(t)
+}
+
+// TestSmallCommitsCrossWithoutLogReads: a small commit's events travel on
+// the bus whole, so the node holding the stream delivers them without
+// reading the log (before, each one cost that node a read); a commit too
+// large to carry still arrives, through a head and a read.
+func TestSmallCommitsCrossWithoutLogReads(t *testing.T) {
+	nodes := startNodes(t, 2, "memory://"+unique("carry"), nil)
+	a, b := nodes[0], nodes[1]
+	u := a.Register(t, "carry", "client")
+	d := openDevice(t, "carry@b", b.URL, u.Token)
+	var last int64
+	for i := range 20 {
+		last = mustPublish(t, a.URL, "app.small", map[string]int{"i": i}, u.ID)[u.ID]
+	}
+	d.waitFor(t, last, 3*time.Second)
+	d.check(t)
+	if n := gauge(b.URL, "parley_events_replayed_total"); n != 0 {
+		t.Fatalf("node b read %v events from the log for 20 small publishes on node a, want 0", n)
+	}
+
+	big := strings.Repeat("x", 200<<10) // over what the bus carries whole
+	last = mustPublish(t, a.URL, "app.big", map[string]string{"blob": big}, u.ID)[u.ID]
+	d.waitFor(t, last, 3*time.Second)
+	d.check(t)
+	if n := gauge(b.URL, "parley_events_replayed_total"); n != 1 {
+		t.Fatalf("node b read %v events from the log for one large publish, want 1", n)
+	}
 }
 
 // TestPresenceAcrossNodes: presence counts streams over all nodes. A user

@@ -167,9 +167,41 @@ func (c *cluster) upGauge() float64 {
 	return 1
 }
 
-// committed queues "these users' logs grew" for the events of one commit.
-// It is called on the commit path and only appends to a slice.
+// carryEvents and carryBytes bound the commits whose events travel whole
+// on the bus. A message, a receipt flush (two events per conversation
+// whose marker moved, up to a few hundred) does, and the nodes holding the
+// users' streams deliver it as it arrives; without it each of them read the
+// log, a database transaction per user and node, which on PostgreSQL cost
+// more than the send itself. A fan-out to thousands of users travels as
+// heads: every node would decode all of it, while a node reads the log only
+// for the users it holds streams of.
+const (
+	carryEvents = 1000
+	carryBytes  = 128 << 10
+)
+
+// committed queues the events of one commit for the other nodes: whole if
+// the commit is small, else "these users' logs grew". It is called on the
+// commit path and only appends to a slice.
 func (c *cluster) committed(events []parley.Event) {
+	size := 0
+	for i := range events {
+		size += len(events[i].Data)
+	}
+	if len(events) <= carryEvents && size <= carryBytes {
+		carried := make([]bus.Event, len(events))
+		for i, e := range events {
+			carried[i] = bus.Event{UserID: e.UserID, ID: e.ID, Type: e.Type, Data: e.Data, Time: e.Time.UnixMicro()}
+		}
+		c.enqueue(bus.Message{Events: carried})
+		return
+	}
+	c.enqueue(bus.Message{Heads: headsOf(events)})
+}
+
+// headsOf returns the highest id per user of events, users in the order
+// they first appear.
+func headsOf(events []parley.Event) []bus.Head {
 	heads := make([]bus.Head, 0, 4)
 	// A commit's events are in log order per user, so a user's last event
 	// carries its head; a transaction usually touches a few users.
@@ -182,7 +214,7 @@ func (c *cluster) committed(events []parley.Event) {
 		last[e.UserID] = len(heads)
 		heads = append(heads, bus.Head{UserID: e.UserID, LastID: e.ID})
 	}
-	c.enqueue(bus.Message{Heads: heads})
+	return heads
 }
 
 // Ephemeral implements stream.Relay.
@@ -259,20 +291,33 @@ func (c *cluster) send() bool {
 	}
 	heads := map[string]int{} // user → index in merged.Heads
 	var merged bus.Message
+	addHead := func(h bus.Head) {
+		if i, ok := heads[h.UserID]; ok {
+			merged.Heads[i].LastID = max(merged.Heads[i].LastID, h.LastID)
+			return
+		}
+		heads[h.UserID] = len(merged.Heads)
+		merged.Heads = append(merged.Heads, h)
+	}
+	carried := 0
 	for _, m := range batch {
 		for _, h := range m.Heads {
-			if i, ok := heads[h.UserID]; ok {
-				merged.Heads[i].LastID = max(merged.Heads[i].LastID, h.LastID)
+			addHead(h)
+		}
+		for _, e := range m.Events {
+			// Past the message's bound the rest go as heads: a burst
+			// then costs the receivers reads, not an oversized message.
+			if carried += len(e.Data); carried > bus.MaxCarried {
+				addHead(bus.Head{UserID: e.UserID, LastID: e.ID})
 				continue
 			}
-			heads[h.UserID] = len(merged.Heads)
-			merged.Heads = append(merged.Heads, h)
+			merged.Events = append(merged.Events, e)
 		}
 		if m.Ephemeral != nil || m.Kick != nil {
 			msgs = append(msgs, bus.Message{Ephemeral: m.Ephemeral, Kick: m.Kick})
 		}
 	}
-	if len(merged.Heads) > 0 {
+	if len(merged.Heads) > 0 || len(merged.Events) > 0 {
 		msgs = append(msgs, merged)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -309,6 +354,15 @@ func (c *cluster) setLost() {
 // receive applies another node's message to the local hub. The hub ignores
 // users without streams here at the cost of a map lookup.
 func (c *cluster) receive(m bus.Message) {
+	// Events before heads: a head that a carried event reaches is then
+	// already delivered, not a gap to read the log for.
+	if len(m.Events) > 0 {
+		events := make([]parley.Event, len(m.Events))
+		for i, e := range m.Events {
+			events[i] = parley.Event{UserID: e.UserID, ID: e.ID, Type: e.Type, Data: e.Data, Time: parley.T(time.UnixMicro(e.Time))}
+		}
+		c.hub.Publish(events)
+	}
 	for _, h := range m.Heads {
 		c.hub.Notify(h.UserID, h.LastID)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -155,6 +156,48 @@ func Run(t *testing.T, open Opener) {
 		}
 		if k := ms[1].Kick; k == nil || k.UserID != "usr_1" || k.SessionID != "ses_1" {
 			t.Fatalf("kick = %+v", k)
+		}
+	})
+
+	t.Run("EventsArriveWhole", func(t *testing.T) {
+		a, b := open(t, "node-a"), open(t, "node-b")
+		rb := NewRecorder()
+		if err := a.Subscribe(func(bus.Message) {}, func() {}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Subscribe(rb.Receive, rb.Resumed); err != nil {
+			t.Fatal(err)
+		}
+		want := []bus.Event{
+			{UserID: "usr_1", ID: 41, Type: "message.created", Data: []byte(`{"body":"héllo \u2028 <b>"}`), Time: 1764892800123456},
+			{UserID: "usr_2", ID: 9, Type: "receipt", Data: []byte(`{"kind":"delivered","up_to_seq":3}`), Time: 1764892800123457},
+		}
+		// With more heads than one message holds, the events go once,
+		// with the first part.
+		m := bus.Message{Events: want}
+		for i := range bus.MaxHeads + 1 {
+			m.Heads = append(m.Heads, bus.Head{UserID: fmt.Sprintf("usr_h%05d", i), LastID: 1})
+		}
+		if err := a.Publish(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		rb.WaitFor(t, 5*time.Second, "events and heads", func(ms []bus.Message) bool { return len(Heads(ms)) == bus.MaxHeads+1 })
+		var got []bus.Event
+		for _, msg := range rb.Messages() {
+			got = append(got, msg.Events...)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("received %d events, want %d", len(got), len(want))
+		}
+		for i := range want {
+			g, w := got[i], want[i]
+			if g.UserID != w.UserID || g.ID != w.ID || g.Type != w.Type || g.Time != w.Time {
+				t.Errorf("event %d = %+v, want %+v", i, g, w)
+			}
+			var gd, wd any
+			if json.Unmarshal(g.Data, &gd) != nil || json.Unmarshal(w.Data, &wd) != nil || fmt.Sprint(gd) != fmt.Sprint(wd) {
+				t.Errorf("event %d data = %s, want %s", i, g.Data, w.Data)
+			}
 		}
 	})
 
