@@ -235,17 +235,9 @@ func (s *Service) Authenticate(ctx context.Context, token string, activity bool)
 // gone.
 func (s *Service) loadSession(ctx context.Context, sessionID string) (*Principal, error) {
 	var p Principal
-	err := s.Store.View(ctx, func(tx *store.Tx) error {
-		sess, err := tx.Session(sessionID)
-		if err != nil {
-			return err
-		}
-		u, err := tx.UserByID(sess.UserID)
-		if err != nil {
-			return err
-		}
-		p = Principal{User: u, Session: sess}
-		return nil
+	err := s.Store.Read(ctx, func(tx *store.Tx) (err error) {
+		p.Session, p.User, err = tx.SessionWithUser(sessionID)
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -269,6 +269,41 @@ func (tx *Tx) Session(id string) (*parley.Session, error) {
 	return &s, nil
 }
 
+// userColumnsOfU is userColumns for a query that names the users table u.
+var userColumnsOfU = "u." + strings.ReplaceAll(userColumns, ", ", ", u.")
+
+// SessionWithUser returns a session and its user in one statement, for
+// authenticating a request; parley.NotFound if either is gone.
+func (tx *Tx) SessionWithUser(id string) (*parley.Session, *parley.User, error) {
+	if impossibleKey(id) {
+		return nil, nil, parley.NotFound
+	}
+	var s parley.Session
+	var created, active, expires int64
+	row := tx.queryRow(`SELECT s.id, s.user_id, s.created_at, s.last_active, s.expires_at, s.revoked, `+userColumnsOfU+`
+		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id)
+	u, err := scanUser(leadingScan{row, []any{&s.ID, &s.UserID, &created, &active, &expires, &s.Revoked}})
+	if isNoRows(err) {
+		return nil, nil, parley.NotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	s.CreatedAt, s.LastActive, s.ExpiresAt = FromMicros(created), FromMicros(active), FromMicros(expires)
+	return &s, u, nil
+}
+
+// leadingScan scans a row whose first columns go to lead, the rest to the
+// destinations its caller gives.
+type leadingScan struct {
+	row  interface{ Scan(...any) error }
+	lead []any
+}
+
+func (l leadingScan) Scan(dest ...any) error {
+	return l.row.Scan(append(l.lead[:len(l.lead):len(l.lead)], dest...)...)
+}
+
 // TouchSession moves the session's last activity forward to at.
 func (tx *Tx) TouchSession(id string, at time.Time) error {
 	_, err := tx.exec(`UPDATE sessions SET last_active = ? WHERE id = ? AND last_active < ?`, Micros(at), id, Micros(at))

@@ -205,6 +205,11 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) error {
 	return fn(store.NewTx(ctx, sqlTx, dialect{}))
 }
 
+// Read runs fn's one statement on the pool, with no transaction around it.
+func (db *DB) Read(ctx context.Context, fn func(*store.Tx) error) error {
+	return fn(store.NewTx(ctx, db.db, dialect{}))
+}
+
 // Ping reports whether the database answers, and after a write failed for
 // lack of disk space, whether a small write succeeds again.
 func (db *DB) Ping(ctx context.Context) error {

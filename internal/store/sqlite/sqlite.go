@@ -405,6 +405,9 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) (err error) {
 	return fn(store.NewReadTx(ctx, rc, dialect{}, db.tail))
 }
 
+// Read is View: a SQLite read costs no round trips.
+func (db *DB) Read(ctx context.Context, fn func(*store.Tx) error) error { return db.View(ctx, fn) }
+
 // Unmerged returns how many events the tail holds that are not yet merged
 // into the tables.
 func (db *DB) Unmerged() int { return db.tail.Unmerged() }

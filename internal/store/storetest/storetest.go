@@ -44,6 +44,7 @@ func Run(t *testing.T, open Opener) {
 		{"HookAfterCommitOnly", testHook},
 		{"HookOrderPerUser", testHookOrder},
 		{"RemoveLog", testRemoveLog},
+		{"SessionWithUser", testSessionWithUser},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
@@ -527,5 +528,39 @@ func testRemoveLog(t *testing.T, open Opener) {
 	})
 	if err != nil || len(got) != 1 || got[0].UserID != kept || got[0].ID != 4 {
 		t.Fatalf("AppendLive = %+v, %v; want kept's event 4 only", got, err)
+	}
+}
+
+// testSessionWithUser: the one-statement lookup behind every request finds
+// a session with its user, through Read (no transaction on PostgreSQL),
+// and answers NotFound for an unknown or impossible id.
+func testSessionWithUser(t *testing.T, open Opener) {
+	st := open(t, nil)
+	user := mustUser(t, st, "sessioned")
+	now := store.Now()
+	sess := &parley.Session{ID: parley.NewID("ses"), UserID: user, CreatedAt: now, LastActive: now, ExpiresAt: now.Add(time.Hour)}
+	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.CreateSession(sess) }); err != nil {
+		t.Fatal(err)
+	}
+	var got *parley.Session
+	var u *parley.User
+	err := st.Read(ctx, func(tx *store.Tx) (err error) {
+		got, u, err = tx.SessionWithUser(sess.ID)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != sess.ID || got.UserID != user || !got.ExpiresAt.Equal(sess.ExpiresAt) || !got.LastActive.Equal(now) || got.Revoked {
+		t.Errorf("session = %+v, want %+v", got, sess)
+	}
+	if u.ID != user || u.Username == nil || *u.Username != "sessioned" || string(u.PasswordHash) != "x" {
+		t.Errorf("user = %+v", u)
+	}
+	for _, id := range []string{"ses_unknown", "ses_\x00", "ses_\xff"} {
+		err := st.Read(ctx, func(tx *store.Tx) error { _, _, err := tx.SessionWithUser(id); return err })
+		if !errors.Is(err, parley.NotFound) {
+			t.Errorf("SessionWithUser(%q) = %v, want NotFound", id, err)
+		}
 	}
 }
