@@ -377,7 +377,13 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		if err != nil {
 			return err
 		}
-		if req.ClientID != "" {
+		// A retry of a plain message is caught by the unique index on
+		// (sender, client_id) at the insert, the first step that can fail
+		// for it: one statement fewer per message. A retry with a quote or
+		// attachments is looked up first, since the checks before the
+		// insert would fail for it (its attachments are taken, its quote
+		// may be gone) where the answer must be the original message.
+		if req.ClientID != "" && (req.ReplyToID != "" || len(req.AttachmentIDs) > 0) {
 			if err := retry(tx); !errors.Is(err, parley.NotFound) {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/search"
 )
 
 // ErrDuplicate is returned by inserts that hit a unique index (a message's
@@ -287,16 +288,28 @@ func (tx *Tx) InsertMessage(m *parley.Message) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.exec(`INSERT INTO messages (`+messageColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		m.ID, m.ConversationID, m.Seq, storedSender(m.SenderID), m.Body, m.ClientID,
-		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted, atts)
+	insert := `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	args := []any{m.ID, m.ConversationID, m.Seq, storedSender(m.SenderID), m.Body, m.ClientID,
+		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted, atts}
+	// With a tsvector index the message and its words go in one statement:
+	// on PostgreSQL each statement is a round trip, on the path of every
+	// message sent.
+	words := ""
+	if !m.Deleted && tx.fullText() == TSVector {
+		words = search.TSVector(m.Body)
+	}
+	if words != "" {
+		insert = `WITH m AS (` + insert + ` RETURNING id) INSERT INTO message_search (message_id, words) SELECT id, ?::tsvector FROM m`
+		args = append(args, words)
+	}
+	_, err = tx.exec(insert, args...)
 	if tx.d.IsUniqueViolation(err) {
 		return ErrDuplicate
 	}
 	if err != nil {
 		return fmt.Errorf("insert message: %w", err)
 	}
-	if m.Deleted {
+	if m.Deleted || tx.fullText() == TSVector {
 		return nil
 	}
 	return tx.indexMessage(m.ID, m.Body)
