@@ -31,7 +31,8 @@ type Service struct {
 	// App checks the app's own tokens (SPEC §9.1); nil = only Parley's.
 	App *AppTokens
 	// touchEvery bounds how often a session's activity is written: activity
-	// is kept to a fraction of the idle timeout instead of a write per request.
+	// is kept to a tenth of the idle timeout instead of a write per request,
+	// and not at all without one (nothing else reads it then). 0 = never.
 	touchEvery time.Duration
 
 	dummyOnce sync.Once
@@ -40,10 +41,7 @@ type Service struct {
 
 // New returns a Service. cost is the bcrypt cost.
 func New(st store.Store, secret []byte, idle, ttl time.Duration, cost int) *Service {
-	touch := 10 * time.Second
-	if idle > 0 && idle/10 < touch {
-		touch = idle / 10
-	}
+	touch := idle / 10
 	return &Service{Store: st, Secret: secret, IdleTimeout: idle, TTL: ttl, Cost: cost, touchEvery: touch}
 }
 
@@ -251,7 +249,7 @@ func (s *Service) admit(ctx context.Context, p *Principal, now time.Time, activi
 	if !s.Live(p.Session, now) || p.User.Erased {
 		return nil, errUnauthorized
 	}
-	if activity && now.Sub(p.Session.LastActive) >= s.touchEvery {
+	if activity && s.touchEvery > 0 && now.Sub(p.Session.LastActive) >= s.touchEvery {
 		if err := s.Touch(ctx, p.Session.ID); err != nil {
 			return nil, err
 		}
