@@ -287,14 +287,19 @@ func (s *Service) FlushReceipts(ctx context.Context) {
 	slices.SortFunc(keys, func(a, b deliveredKey) int {
 		return cmp.Or(cmp.Compare(a.conv, b.conv), cmp.Compare(a.user, b.user))
 	})
+	markers := make([]store.Delivery, len(keys))
+	for i, k := range keys {
+		markers[i] = store.Delivery{ConversationID: k.conv, UserID: k.user, UpTo: pending[k]}
+	}
 	err := s.store.Update(ctx, func(tx *store.Tx) error {
 		at := parley.T(store.Now())
+		peers, err := tx.AdvanceDeliveredAll(markers)
+		if err != nil {
+			return err
+		}
 		var events []parley.NewEvent
-		for _, k := range keys {
-			peer, err := tx.AdvanceDelivered(k.conv, k.user, pending[k])
-			if err != nil {
-				return err
-			}
+		for i, k := range keys {
+			peer := peers[i]
 			if peer == "" {
 				continue
 			}
@@ -307,9 +312,10 @@ func (s *Service) FlushReceipts(ctx context.Context) {
 				parley.NewEvent{UserID: peer, Type: parley.EventReceipt, Data: data})
 		}
 		// One append for the whole flush takes every log head it needs in
-		// a few statements, in user order, instead of two per receipt in
-		// conversation order: flushes on several nodes then rarely deadlock.
-		_, err := tx.AppendLive(events...) // an erased participant has no log
+		// user order (one statement on PostgreSQL), instead of two per
+		// receipt in conversation order: flushes on several nodes then
+		// rarely deadlock.
+		_, err = tx.AppendLive(events...) // an erased participant has no log
 		return err
 	})
 	if err != nil {

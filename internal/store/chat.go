@@ -469,6 +469,65 @@ func (tx *Tx) AdvanceDelivered(conversationID, userID string, upTo int64) (strin
 	return peer, nil
 }
 
+// Delivery is a delivered marker to move: the user has received the
+// conversation's messages up to UpTo.
+type Delivery struct {
+	ConversationID, UserID string
+	UpTo                   int64
+}
+
+// advanceDeliveredSQL moves many markers in one statement, locking the rows
+// in key order first as the flushes of several nodes otherwise could in
+// opposite orders.
+const advanceDeliveredSQL = `WITH v AS (
+	SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[]) AS v(c, u, s)
+), locked AS MATERIALIZED (
+	SELECT m.conversation_id, m.user_id FROM conversation_members m JOIN v ON m.conversation_id = v.c AND m.user_id = v.u
+	ORDER BY m.conversation_id, m.user_id FOR UPDATE OF m
+)
+UPDATE conversation_members m SET delivered_seq = v.s
+FROM v JOIN locked l ON l.conversation_id = v.c AND l.user_id = v.u
+WHERE m.conversation_id = v.c AND m.user_id = v.u AND m.delivered_seq < v.s
+RETURNING m.conversation_id, m.user_id, m.peer_id`
+
+// AdvanceDeliveredAll is AdvanceDelivered for many markers, in ds's order.
+// It returns the peer of each marker that moved ("" for one that did not).
+func (tx *Tx) AdvanceDeliveredAll(ds []Delivery) ([]string, error) {
+	peers := make([]string, len(ds))
+	if _, ok := tx.d.(ArrayBinder); !ok {
+		for i, d := range ds {
+			peer, err := tx.AdvanceDelivered(d.ConversationID, d.UserID, d.UpTo)
+			if err != nil {
+				return nil, err
+			}
+			peers[i] = peer
+		}
+		return peers, nil
+	}
+	convs, users, upTo := make([]string, len(ds)), make([]string, len(ds)), make([]int64, len(ds))
+	at := make(map[[2]string]int, len(ds))
+	for i, d := range ds {
+		convs[i], users[i], upTo[i] = d.ConversationID, d.UserID, d.UpTo
+		at[[2]string{d.ConversationID, d.UserID}] = i
+	}
+	rows, err := tx.query(advanceDeliveredSQL, convs, users, upTo)
+	if err != nil {
+		return nil, fmt.Errorf("advance delivered: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var conv, user, peer string
+		if err := rows.Scan(&conv, &user, &peer); err != nil {
+			return nil, fmt.Errorf("advance delivered: %w", err)
+		}
+		peers[at[[2]string{conv, user}]] = peer
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("advance delivered: %w", err)
+	}
+	return peers, nil
+}
+
 const callColumns = `id, conversation_id, caller_id, callee_id, media, state, created_at, answered_at, ended_at`
 
 func scanCall(row scanner) (*parley.Call, error) {

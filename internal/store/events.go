@@ -69,6 +69,9 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Ev
 		counts[len(counts)-1]++
 	}
 
+	if _, ok := tx.d.(ArrayBinder); ok && tx.heads == nil {
+		return tx.appendArrays(events, order, users, counts, skipGone)
+	}
 	reserve := tx.advanceHeads
 	if tx.heads != nil {
 		reserve = tx.reserveCached
@@ -78,6 +81,20 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Ev
 		return nil, err
 	}
 	now := Now()
+	return tx.placeEvents(events, order, users, counts, last, now, func(stored []parley.Event) error {
+		if tx.tail != nil {
+			return tx.insertBatch(stored, now)
+		}
+		return tx.insertEvents(stored)
+	})
+}
+
+// placeEvents gives the events their ids from each user's new head (last,
+// -1 for a user with no log), has write store their stored forms in log
+// order (unless write is nil: they are stored already), and returns the
+// events in the order given.
+func (tx *Tx) placeEvents(events []parley.NewEvent, order []int, users []string, counts []int, last []int64,
+	now time.Time, write func(stored []parley.Event) error) ([]parley.Event, error) {
 	out := make([]parley.Event, len(events))
 	logOrder := make([]parley.Event, 0, len(events)) // per user, by id, for the hook
 	k := 0
@@ -100,17 +117,93 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Ev
 	}
 	// The log keeps references where the live events carry text
 	// (render.go says why).
-	stored := storedForms(logOrder)
-	if tx.tail != nil {
-		err = tx.insertBatch(stored, now)
-	} else {
-		err = tx.insertEvents(stored)
-	}
-	if err != nil {
-		return nil, err
+	if write != nil {
+		if err := write(storedForms(logOrder)); err != nil {
+			return nil, err
+		}
 	}
 	tx.appended = append(tx.appended, logOrder...)
 	return out, nil
+}
+
+// appendEventsSQL is the whole of an append on a back end that binds
+// arrays, in one statement: lock the users' heads in user order (two
+// writers with overlapping users then never deadlock: each waits for the
+// other's first common head), advance each by its count, and insert the
+// events with ids under the new heads. Payloads are bound once each (a
+// fan-out's one payload, not one copy per user) and picked by index.
+// It returns the new heads; a user with no head row gets none, and
+// neither do their events.
+const appendEventsSQL = `WITH locked AS MATERIALIZED (
+	SELECT user_id FROM event_heads WHERE user_id = ANY(?::text[]) ORDER BY user_id FOR UPDATE
+), moved AS (
+	UPDATE event_heads h SET last_id = h.last_id + v.n
+	FROM locked JOIN unnest(?::text[], ?::int[]) AS v(user_id, n) ON v.user_id = locked.user_id
+	WHERE h.user_id = locked.user_id
+	RETURNING h.user_id, h.last_id, v.n
+), stored AS (
+	INSERT INTO events (user_id, id, type, data, created_at)
+	SELECT e.u, m.last_id - m.n + e.k, e.t, (?::text[])[e.p], ?
+	FROM unnest(?::text[], ?::int[], ?::text[], ?::int[]) AS e(u, k, t, p) JOIN moved m ON m.user_id = e.u
+)
+SELECT user_id, last_id FROM moved`
+
+// appendArrays is appendEvents in one statement (appendEventsSQL).
+func (tx *Tx) appendArrays(events []parley.NewEvent, order []int, users []string, counts []int, skipGone bool) ([]parley.Event, error) {
+	// The stored forms do not depend on ids: work them out first, in log
+	// order, with each user's events numbered from 1.
+	byLog := make([]parley.Event, len(order))
+	for k, i := range order {
+		byLog[k] = parley.Event{UserID: events[i].UserID, Type: events[i].Type, Data: events[i].Data}
+	}
+	stored := storedForms(byLog)
+	evUsers := make([]string, len(stored))
+	ordinals := make([]int32, len(stored))
+	types := make([]string, len(stored))
+	index := make([]int32, len(stored))
+	var payloads []string
+	var prev json.RawMessage
+	for k, e := range stored {
+		evUsers[k], types[k] = e.UserID, e.Type
+		if k > 0 && e.UserID == evUsers[k-1] {
+			ordinals[k] = ordinals[k-1] + 1
+		} else {
+			ordinals[k] = 1
+		}
+		// One copy per payload: events of one payload share its bytes.
+		if len(payloads) == 0 || len(e.Data) != len(prev) || (len(e.Data) > 0 && &e.Data[0] != &prev[0]) {
+			payloads = append(payloads, string(e.Data))
+			prev = e.Data
+		}
+		index[k] = int32(len(payloads)) // PostgreSQL arrays count from 1
+	}
+	n := make([]int32, len(counts))
+	for j, c := range counts {
+		n[j] = int32(c)
+	}
+	now := Now()
+	rows, err := tx.query(appendEventsSQL, users, users, n, payloads, Micros(now), evUsers, ordinals, types, index)
+	if err != nil {
+		return nil, fmt.Errorf("append events: %w", err)
+	}
+	moved := make(map[string]int64, len(users))
+	if err := scanHeads(rows, moved); err != nil {
+		return nil, fmt.Errorf("append events: %w", err)
+	}
+	if len(moved) != len(users) && !skipGone {
+		// The statement wrote the others' events: the caller's error
+		// rolls the transaction back, as with any failed statement.
+		return nil, unknownUsers(users, moved)
+	}
+	last := make([]int64, len(users))
+	for j, u := range users {
+		if id, ok := moved[u]; ok {
+			last[j] = id
+		} else {
+			last[j] = -1
+		}
+	}
+	return tx.placeEvents(events, order, users, counts, last, now, nil)
 }
 
 // headChunk and rowChunk keep statements well under both back ends'

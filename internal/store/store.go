@@ -63,6 +63,15 @@ type RowLocker interface {
 	ForUpdate() string
 }
 
+// ArrayBinder is the optional capability of back ends whose driver binds Go
+// slices as SQL arrays (PostgreSQL through pgx). An append or a receipt
+// flush over any number of users is then one statement of one shape: there
+// every statement is a round trip, paid while the row locks it took are
+// held, where SQLite's run in process.
+type ArrayBinder interface {
+	BindsArrays()
+}
+
 // Querier is what a Tx runs statements on: a *sql.Tx or a *sql.Conn inside a
 // transaction that the back end manages.
 type Querier interface {

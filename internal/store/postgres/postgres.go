@@ -61,6 +61,11 @@ type DB struct {
 // Several nodes may open the same database at once: a PostgreSQL advisory
 // lock makes their migrations take turns.
 func Open(ctx context.Context, rawURL string, hook store.CommitHook) (*DB, error) {
+	return open(ctx, rawURL, hook, nil)
+}
+
+// open is Open with a tracer on every connection (tests count statements).
+func open(ctx context.Context, rawURL string, hook store.CommitHook, tracer pgx.QueryTracer) (*DB, error) {
 	connURL, poolSize, err := splitPoolSize(rawURL)
 	if err != nil {
 		return nil, err
@@ -69,6 +74,7 @@ func Open(ctx context.Context, rawURL string, hook store.CommitHook) (*DB, error
 	if err != nil {
 		return nil, fmt.Errorf("database-url: %w", err)
 	}
+	cfg.Tracer = tracer
 	sqlDB := stdlib.OpenDB(*cfg)
 	sqlDB.SetMaxOpenConns(poolSize)
 	sqlDB.SetMaxIdleConns(poolSize)
@@ -231,6 +237,8 @@ type dialect struct{}
 func (dialect) Rebind(q string) string { return store.DollarRebind(q) }
 
 func (dialect) ForUpdate() string { return " FOR UPDATE" }
+
+func (dialect) BindsArrays() {}
 
 // IsFull recognises disk_full (53100) and the other "insufficient
 // resources" errors of a server out of room (53000, out of disk for temp

@@ -3,14 +3,16 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/store"
 	"github.com/parley-chat/parley/internal/store/postgres"
 	"github.com/parley-chat/parley/internal/store/storetest"
@@ -172,5 +174,130 @@ func TestPoolSizeInURL(t *testing.T) {
 	db.Close()
 	if _, err := postgres.Open(context.Background(), strings.Replace(url, "pool_max_conns=8", "pool_max_conns=zero", 1), nil); err == nil {
 		t.Fatal("bad pool_max_conns accepted")
+	}
+}
+
+// statements counts the statements a connection runs, BEGIN and COMMIT
+// aside: on PostgreSQL each is a round trip, paid on the path of every
+// message while the row locks it took are held.
+type statements struct{ n atomic.Int64 }
+
+func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	switch strings.ToLower(strings.TrimSpace(d.SQL)) {
+	case "begin", "commit", "rollback":
+	default:
+		s.n.Add(1)
+	}
+	return ctx
+}
+
+func (s *statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestOneStatementPerStep: an append for any number of users and a
+// receipt flush of any number of markers are one statement each (before:
+// an append to two users was six, as the statement sizes kept for SQLite
+// split it into single rows, and a flush one per marker).
+func TestOneStatementPerStep(t *testing.T) {
+	url := testenv.FreshDatabase(t, testenv.Postgres(t))
+	ctx := context.Background()
+	var count statements
+	db, err := postgres.OpenTraced(ctx, url, nil, &count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	users := make([]string, 1200)
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		for i := range users {
+			users[i] = fmt.Sprintf("usr_%04d", i)
+			u := &parley.User{ID: users[i], Username: parley.Ptr(users[i]), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+			if err := tx.CreateUser(u); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(what string, fn func(tx *store.Tx) error) {
+		t.Helper()
+		count.n.Store(0)
+		if err := db.Update(ctx, fn); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := count.n.Load(); n != 1 {
+			t.Errorf("%s ran %d statements, want 1", what, n)
+		}
+	}
+	step("an append to two users", func(tx *store.Tx) error {
+		_, err := tx.Append(parley.NewEvent{UserID: users[1], Type: "app.x", Data: []byte(`{}`)},
+			parley.NewEvent{UserID: users[0], Type: "app.x", Data: []byte(`{}`)})
+		return err
+	})
+	payload := []byte(`{"blob":"` + strings.Repeat("x", 64<<10) + `"}`)
+	step("a fan-out to 1,200 users", func(tx *store.Tx) error {
+		evs := make([]parley.NewEvent, len(users))
+		for i, u := range users {
+			evs[i] = parley.NewEvent{UserID: u, Type: "app.fan", Data: payload}
+		}
+		_, err := tx.Append(evs...)
+		return err
+	})
+	err = db.View(ctx, func(tx *store.Tx) error {
+		for _, u := range []string{users[0], users[1], users[999]} {
+			evs, err := tx.EventsAfter(u, 0, 10)
+			if err != nil {
+				return err
+			}
+			want := 2
+			if u == users[999] {
+				want = 1
+			}
+			if len(evs) != want || evs[len(evs)-1].ID != int64(want) || string(evs[len(evs)-1].Data) != string(payload) {
+				return fmt.Errorf("log of %s: %d events, want %d ending with the fan-out", u, len(evs), want)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	convs := []string{"cnv_1", "cnv_2"}
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		for i, c := range convs {
+			row := &store.ConversationRow{ID: c, ClientID: users[2*i], ProfessionalID: users[2*i+1], CreatedAt: store.Now()}
+			if err := tx.CreateConversation(row); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []string
+	step("a flush of three delivered markers", func(tx *store.Tx) (err error) {
+		peers, err = tx.AdvanceDeliveredAll([]store.Delivery{
+			{ConversationID: "cnv_1", UserID: users[0], UpTo: 3},
+			{ConversationID: "cnv_2", UserID: users[3], UpTo: 5},
+			{ConversationID: "cnv_1", UserID: users[1], UpTo: 2},
+		})
+		return err
+	})
+	if want := []string{users[1], users[2], users[0]}; !slices.Equal(peers, want) {
+		t.Errorf("peers = %q, want %q", peers, want)
+	}
+	step("the same markers again, and one moved back", func(tx *store.Tx) (err error) {
+		peers, err = tx.AdvanceDeliveredAll([]store.Delivery{
+			{ConversationID: "cnv_1", UserID: users[0], UpTo: 3},
+			{ConversationID: "cnv_2", UserID: users[3], UpTo: 4},
+		})
+		return err
+	})
+	if want := []string{"", ""}; !slices.Equal(peers, want) {
+		t.Errorf("peers = %q, want none moved", peers)
 	}
 }
