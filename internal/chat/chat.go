@@ -325,6 +325,12 @@ func (s *Service) insertMessage(tx *store.Tx, convID string, senderID *string, m
 	if err != nil {
 		return nil, err
 	}
+	return s.insertMessageAt(tx, convID, senderID, m, reply, now, seq)
+}
+
+// insertMessageAt is insertMessage with the seq allocated already.
+func (s *Service) insertMessageAt(tx *store.Tx, convID string, senderID *string, m *Message, reply *parley.Reply, now time.Time, seq int64) (*parley.Message, error) {
+	var err error
 	kind := parley.MessageUser
 	if senderID == nil {
 		kind = parley.MessageSystem
@@ -373,7 +379,10 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 	}
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
 		msg, created = nil, false
-		mem, err := tx.Member(convID, senderID)
+		// The seq first, with the membership check: the conversation's
+		// row stays locked to the commit either way (NextSeq says why).
+		now := store.Now()
+		mem, seq, err := tx.MemberNextSeq(convID, senderID, now)
 		if err != nil {
 			return err
 		}
@@ -384,7 +393,11 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		// insert would fail for it (its attachments are taken, its quote
 		// may be gone) where the answer must be the original message.
 		if req.ClientID != "" && (req.ReplyToID != "" || len(req.AttachmentIDs) > 0) {
-			if err := retry(tx); !errors.Is(err, parley.NotFound) {
+			switch err := retry(tx); {
+			case err == nil:
+				// Answered below, once the seq taken above is rolled back.
+				return store.ErrDuplicate
+			case !errors.Is(err, parley.NotFound):
 				return err
 			}
 		}
@@ -401,7 +414,7 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 			}
 			reply = &parley.Reply{ID: q.ID, SenderID: q.SenderID, Preview: parley.ReplyPreview(q.Body)}
 		}
-		m, err := s.insertMessage(tx, convID, &senderID, &req, reply, store.Now())
+		m, err := s.insertMessageAt(tx, convID, &senderID, &req, reply, now, seq)
 		if err != nil {
 			return err
 		}

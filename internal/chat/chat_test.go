@@ -639,3 +639,29 @@ func TestTypingIsEphemeral(t *testing.T) {
 		}
 	}
 }
+
+// TestSendIdempotentWithQuote: a retry of a message with a quote is looked
+// up before the checks a retry would fail, answers the original, and takes
+// no seq (the next message's seq follows the original's).
+func TestSendIdempotentWithQuote(t *testing.T) {
+	t.Parallel()
+	p := newPair(t)
+	n := p.n
+	path := "/api/conversations/" + p.conv.ID + "/messages"
+	var quoted, first, again, next parley.Message
+	if res := n.Do(t, "POST", path, p.pro.Token, map[string]any{"body": "quote me"}, &quoted); res.StatusCode != 201 {
+		t.Fatalf("quoted: %d %s", res.StatusCode, res.Body)
+	}
+	send := map[string]any{"body": "replying", "client_id": "q-1", "reply_to_id": quoted.ID}
+	if res := n.Do(t, "POST", path, p.client.Token, send, &first); res.StatusCode != 201 || first.Seq != quoted.Seq+1 {
+		t.Fatalf("first: %d %s", res.StatusCode, res.Body)
+	}
+	for range 2 {
+		if res := n.Do(t, "POST", path, p.client.Token, send, &again); res.StatusCode != 200 || again.ID != first.ID || again.Seq != first.Seq {
+			t.Fatalf("retry: %d %s", res.StatusCode, res.Body)
+		}
+	}
+	if res := n.Do(t, "POST", path, p.client.Token, map[string]any{"body": "after"}, &next); res.StatusCode != 201 || next.Seq != first.Seq+1 {
+		t.Fatalf("next: %d %s, want seq %d", res.StatusCode, res.Body, first.Seq+1)
+	}
+}
