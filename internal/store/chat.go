@@ -326,25 +326,30 @@ func (tx *Tx) InsertMessage(m *parley.Message) error {
 	insert := `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	args := []any{m.ID, m.ConversationID, m.Seq, storedSender(m.SenderID), m.Body, m.ClientID,
 		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted, atts}
-	// With a tsvector index the message and its words go in one statement:
-	// on PostgreSQL each statement is a round trip, on the path of every
-	// message sent.
 	words := ""
 	if !m.Deleted && tx.fullText() == TSVector {
 		words = search.TSVector(m.Body)
 	}
-	if words != "" {
-		insert = `WITH m AS (` + insert + ` RETURNING id) INSERT INTO message_search (message_id, words) SELECT id, ?::tsvector FROM m`
-		args = append(args, words)
-	}
-	_, err = tx.exec(insert, args...)
-	if tx.d.IsUniqueViolation(err) {
-		return ErrDuplicate
-	}
-	if err != nil {
+	fail := func(err error) error {
+		if tx.d.IsUniqueViolation(err) {
+			return ErrDuplicate
+		}
 		return fmt.Errorf("insert message: %w", err)
 	}
-	if m.Deleted || tx.fullText() == TSVector {
+	if _, ok := tx.d.(ArrayBinder); ok {
+		// PostgreSQL: the message and its words ride with the append
+		// of its events that follows (Tx.hold).
+		w := &heldWrite{ctes: []string{"held_msg AS (" + insert + " RETURNING id)"}, args: args, fail: fail}
+		if words != "" {
+			w.ctes = append(w.ctes, "held_words AS (INSERT INTO message_search (message_id, words) SELECT id, ?::tsvector FROM held_msg)")
+			w.args = append(w.args, words)
+		}
+		return tx.hold(w)
+	}
+	if _, err = tx.exec(insert, args...); err != nil {
+		return fail(err)
+	}
+	if m.Deleted {
 		return nil
 	}
 	return tx.indexMessage(m.ID, m.Body)

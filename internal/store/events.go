@@ -182,13 +182,20 @@ func (tx *Tx) appendArrays(events []parley.NewEvent, order []int, users []string
 		n[j] = int32(c)
 	}
 	now := Now()
-	rows, err := tx.query(appendEventsSQL, users, users, n, payloads, Micros(now), evUsers, ordinals, types, index)
-	if err != nil {
-		return nil, fmt.Errorf("append events: %w", err)
+	q, args := appendEventsSQL, []any{users, users, n, payloads, Micros(now), evUsers, ordinals, types, index}
+	held := tx.takeHeld()
+	if held != nil {
+		// The held write goes first, in the same statement.
+		q = "WITH " + strings.Join(held.ctes, ", ") + ", " + strings.TrimPrefix(q, "WITH ")
+		args = append(held.args[:len(held.args):len(held.args)], args...)
 	}
 	moved := make(map[string]int64, len(users))
-	if err := scanHeads(rows, moved); err != nil {
-		return nil, fmt.Errorf("append events: %w", err)
+	rows, err := tx.query(q, args...)
+	if err == nil {
+		err = scanHeads(rows, moved)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("append events: %w", tx.carried(held, err))
 	}
 	if len(moved) != len(users) && !skipGone {
 		// The statement wrote the others' events: the caller's error

@@ -90,6 +90,11 @@ type Tx struct {
 	appended []parley.Event
 	batches  []Batch
 	merges   []*MergeStep
+	// held is a write held back to ride in front of the next append
+	// (hold); heldErr is how it failed when it went out on its own in front
+	// of a statement that could not report it.
+	held    *heldWrite
+	heldErr error
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.
@@ -116,15 +121,88 @@ func (tx *Tx) Appended() []parley.Event { return tx.appended }
 func (tx *Tx) Context() context.Context { return tx.ctx }
 
 func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
+	if err := tx.sendHeld(); err != nil {
+		return nil, err
+	}
 	return tx.q.ExecContext(tx.ctx, tx.d.Rebind(query), args...)
 }
 
 func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+	if err := tx.sendHeld(); err != nil {
+		return nil, err
+	}
 	return tx.q.QueryContext(tx.ctx, tx.d.Rebind(query), args...)
 }
 
+// queryRow cannot return the error of a held write that fails in front of
+// it: the query then fails too (the transaction is aborted), and End
+// reports the held write's error in its place.
 func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
+	_ = tx.sendHeld()
 	return tx.q.QueryRowContext(tx.ctx, tx.d.Rebind(query), args...)
+}
+
+// heldWrite is a write whose only outcome is success or failure, as common
+// table expressions ("name AS (statement)") that run wherever they are put.
+type heldWrite struct {
+	ctes []string
+	args []any
+	// fail turns the error of a statement that carried the write into
+	// the write's own (say, a unique violation into ErrDuplicate).
+	fail func(error) error
+}
+
+// hold holds w back, on a back end where each statement is a round trip
+// (ArrayBinder), for the next append to carry in the same statement, or
+// the next other statement (or End) to send first: a message's insert
+// then rides with its events, one round trip fewer per message.
+func (tx *Tx) hold(w *heldWrite) error {
+	if err := tx.sendHeld(); err != nil {
+		return err
+	}
+	tx.held = w
+	return nil
+}
+
+// takeHeld returns the held write, if any, for a statement to carry, and
+// lets go of it.
+func (tx *Tx) takeHeld() *heldWrite {
+	w := tx.held
+	tx.held = nil
+	return w
+}
+
+// carried is the error of a statement that carried w (nil: none did).
+func (tx *Tx) carried(w *heldWrite, err error) error {
+	if w == nil || err == nil {
+		return err
+	}
+	tx.heldErr = w.fail(err)
+	return tx.heldErr
+}
+
+// sendHeld runs the held write on its own, if there is one.
+func (tx *Tx) sendHeld() error {
+	w := tx.takeHeld()
+	if w == nil {
+		return nil
+	}
+	_, err := tx.q.ExecContext(tx.ctx, tx.d.Rebind("WITH "+strings.Join(w.ctes, ", ")+" SELECT 1"), w.args...)
+	return tx.carried(w, err)
+}
+
+// End sends what the transaction holds back; a back end calls it before
+// committing. An error from a write held back is returned in place of
+// errors it caused later statements (fnErr, fn's own), which would name
+// the aborted transaction rather than the cause.
+func (tx *Tx) End(fnErr error) error {
+	if fnErr == nil {
+		fnErr = tx.sendHeld()
+	}
+	if tx.heldErr != nil {
+		return tx.heldErr
+	}
+	return fnErr
 }
 
 // Migrate applies the shared migrations with goose. opts are passed to the

@@ -176,7 +176,7 @@ func (db *DB) try(ctx context.Context, fn func(*store.Tx) error) ([]parley.Event
 		}()
 		return fn(tx)
 	}()
-	if err != nil {
+	if err = tx.End(err); err != nil {
 		_ = sqlTx.Rollback()
 		return nil, err
 	}

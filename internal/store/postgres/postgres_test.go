@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -278,6 +279,39 @@ func TestOneStatementPerStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	msg := &parley.Message{ID: "msg_1", ConversationID: "cnv_1", Seq: 1, Kind: parley.MessageUser, SenderID: &users[0],
+		Body: "hello there", ClientID: parley.Ptr("c-1"), CreatedAt: parley.T(store.Now())}
+	step("a message with its search words and its two events", func(tx *store.Tx) error {
+		if err := tx.InsertMessage(msg); err != nil {
+			return err
+		}
+		return tx.AppendJSON(parley.EventMessageCreated, msg, users[0], users[1])
+	})
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		again := *msg
+		again.ID = "msg_2"
+		if err := tx.InsertMessage(&again); err != nil {
+			return err
+		}
+		return tx.AppendJSON(parley.EventMessageCreated, &again, users[0], users[1])
+	})
+	if !errors.Is(err, store.ErrDuplicate) {
+		t.Errorf("a second message with the sender's client_id: %v, want ErrDuplicate", err)
+	}
+	err = db.View(ctx, func(tx *store.Tx) error {
+		found, more, err := tx.SearchMessages(store.SearchQuery{UserID: users[1], Words: []string{"hello"}, Limit: 10})
+		if err != nil {
+			return err
+		}
+		if len(found) != 1 || found[0].ID != "msg_1" || more {
+			return fmt.Errorf("search found %d messages, want msg_1", len(found))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+
 	var peers []string
 	step("a flush of three delivered markers", func(tx *store.Tx) (err error) {
 		peers, err = tx.AdvanceDeliveredAll([]store.Delivery{
