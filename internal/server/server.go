@@ -545,8 +545,13 @@ func (l eventLog) Bounds(ctx context.Context, userID string) (first, last int64,
 	return first, last, err
 }
 
+// After reads outside a transaction (Store.Read): a page of the log is
+// one statement, and the messages it refers to, read by a second one, are
+// shown as they are now anyway (they are emptied, never removed). On
+// PostgreSQL that is two round trips fewer per replay and catch-up, which
+// a reconnect storm makes by the thousand.
 func (l eventLog) After(ctx context.Context, userID string, after int64, limit, maxBytes int) (evs []parley.Event, err error) {
-	err = l.st.View(ctx, func(tx *store.Tx) error {
+	err = l.st.Read(ctx, func(tx *store.Tx) error {
 		evs, err = tx.EventsAfterMax(userID, after, limit, maxBytes)
 		return err
 	})

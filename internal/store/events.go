@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -414,7 +415,6 @@ func (tx *Tx) EventsAfterMax(userID string, after int64, limit, maxBytes int) ([
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	out := make([]parley.Event, 0, 16)
 	size := 0
 	for !full(size, maxBytes) && rows.Next() {
@@ -422,12 +422,16 @@ func (tx *Tx) EventsAfterMax(userID string, after int64, limit, maxBytes int) ([
 		var data string
 		var at int64
 		if err := rows.Scan(&e.ID, &e.Type, &data, &at); err != nil {
+			rows.Close()
 			return nil, err
 		}
 		e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
 		out = append(out, e)
 		size += len(e.Data)
 	}
+	// Closed before the statements below: outside a transaction (Read)
+	// open rows would hold their connection while those take another.
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
@@ -442,6 +446,77 @@ func (tx *Tx) EventsAfterMax(userID string, after int64, limit, maxBytes int) ([
 	}
 	if err := tx.render(userID, out); err != nil {
 		return nil, err
+	}
+	return out, nil
+}
+
+// LogRange is a span of a user's log: the events with ids in (After, UpTo].
+type LogRange struct {
+	UserID      string
+	After, UpTo int64
+}
+
+// eventsInSQL reads many users' spans in one statement.
+const eventsInSQL = `SELECT e.user_id, e.id, e.type, e.data, e.created_at
+	FROM unnest(?::text[], ?::bigint[], ?::bigint[]) AS r(u, lo, hi)
+	JOIN events e ON e.user_id = r.u AND e.id > r.lo AND e.id <= r.hi
+	ORDER BY e.user_id, e.id`
+
+// EventsIn returns the events of each range, by user (one range per user).
+// A user whose log cannot be read (a corrupt run) is left out, so that one
+// user's damage does not hide the others'. On a back end that binds arrays
+// it is one statement for all the ranges, and one for the messages they
+// refer to; elsewhere a read per range.
+func (tx *Tx) EventsIn(ranges []LogRange) (map[string][]parley.Event, error) {
+	out := make(map[string][]parley.Event, len(ranges))
+	if _, ok := tx.d.(ArrayBinder); !ok || tx.tail != nil {
+		for _, r := range ranges {
+			evs, err := tx.EventsAfter(r.UserID, r.After, int(r.UpTo-r.After))
+			var bad *CorruptRunError
+			if errors.As(err, &bad) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("events of %s after %d: %w", r.UserID, r.After, err)
+			}
+			out[r.UserID] = evs
+		}
+		return out, nil
+	}
+	users, lo, hi := make([]string, len(ranges)), make([]int64, len(ranges)), make([]int64, len(ranges))
+	for i, r := range ranges {
+		users[i], lo[i], hi[i] = r.UserID, r.After, r.UpTo
+	}
+	rows, err := tx.query(eventsInSQL, users, lo, hi)
+	if err != nil {
+		return nil, fmt.Errorf("events of %d users: %w", len(ranges), err)
+	}
+	var all []parley.Event
+	for rows.Next() {
+		var e parley.Event
+		var data string
+		var at int64
+		if err := rows.Scan(&e.UserID, &e.ID, &e.Type, &data, &at); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
+		all = append(all, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if err := tx.render("", all); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(all); {
+		j := i + 1
+		for j < len(all) && all[j].UserID == all[i].UserID {
+			j++
+		}
+		out[all[i].UserID] = all[i:j:j]
+		i = j
 	}
 	return out, nil
 }

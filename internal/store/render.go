@@ -90,8 +90,9 @@ func storedForms(events []parley.Event) []parley.Event {
 	return out
 }
 
-// render replaces the references among userID's events with the current
-// version of what they name: one query for all the messages of a page.
+// render replaces the references among events with the current version of
+// what they name: one query for all the messages of a page. userID names
+// whose log they are, for the reader; a page may hold several users'.
 // evs is the caller's own slice; the Data of the events in it are replaced,
 // never modified.
 func (tx *Tx) render(userID string, evs []parley.Event) error {

@@ -34,10 +34,12 @@ type Store interface {
 	Update(ctx context.Context, fn func(tx *Tx) error) error
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(tx *Tx) error) error
-	// Read runs fn, which reads with one statement, outside a transaction
-	// where the back end can: one statement agrees with itself, and on
-	// PostgreSQL the BEGIN and ROLLBACK around it are two more round trips
-	// on a path every request takes (its session). Elsewhere it is View.
+	// Read runs fn outside a transaction where the back end can: each
+	// statement sees what is committed when it runs, so fn must need no
+	// agreement between its statements (one statement agrees with itself).
+	// On PostgreSQL the BEGIN and ROLLBACK of a View are two more round
+	// trips, on paths every request (its session) or replay takes.
+	// Elsewhere it is View.
 	Read(ctx context.Context, fn func(tx *Tx) error) error
 	// Ping reports whether the database answers.
 	Ping(ctx context.Context) error

@@ -312,6 +312,24 @@ func TestOneStatementPerStep(t *testing.T) {
 		t.Error(err)
 	}
 
+	count.n.Store(0)
+	var spans map[string][]parley.Event
+	err = db.Read(ctx, func(tx *store.Tx) (err error) {
+		spans, err = tx.EventsIn([]store.LogRange{{UserID: users[0], After: 0, UpTo: 3}, {UserID: users[1], After: 2, UpTo: 3}, {UserID: users[999], After: 0, UpTo: 1}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One statement for the spans, one for the message they refer to.
+	if n := count.n.Load(); n != 2 || len(spans[users[0]]) != 3 || len(spans[users[1]]) != 1 || len(spans[users[999]]) != 1 {
+		t.Errorf("three users' spans: %d statements, %d/%d/%d events; want 2 statements, 3/1/1 events",
+			n, len(spans[users[0]]), len(spans[users[1]]), len(spans[users[999]]))
+	}
+	if m := spans[users[1]][0]; m.Type != parley.EventMessageCreated || !strings.Contains(string(m.Data), `"hello there"`) {
+		t.Errorf("the message event was not rendered: %s %s", m.Type, m.Data)
+	}
+
 	var peers []string
 	step("a flush of three delivered markers", func(tx *store.Tx) (err error) {
 		peers, err = tx.AdvanceDeliveredAll([]store.Delivery{

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"HookOrderPerUser", testHookOrder},
 		{"RemoveLog", testRemoveLog},
 		{"SessionWithUser", testSessionWithUser},
+		{"EventsIn", testEventsIn},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
@@ -561,6 +562,37 @@ func testSessionWithUser(t *testing.T, open Opener) {
 		err := st.Read(ctx, func(tx *store.Tx) error { _, _, err := tx.SessionWithUser(id); return err })
 		if !errors.Is(err, parley.NotFound) {
 			t.Errorf("SessionWithUser(%q) = %v, want NotFound", id, err)
+		}
+	}
+}
+
+// testEventsIn: the spans of several users' logs in one read, each user's
+// events in order, and a user whose span holds nothing left out.
+func testEventsIn(t *testing.T, open Opener) {
+	st := open(t, nil)
+	a, b, c := mustUser(t, st, "span-a"), mustUser(t, st, "span-b"), mustUser(t, st, "span-c")
+	appendN(t, st, a, 5)
+	appendN(t, st, b, 3)
+	var got map[string][]parley.Event
+	err := st.Read(ctx, func(tx *store.Tx) (err error) {
+		got, err = tx.EventsIn([]store.LogRange{{UserID: a, After: 1, UpTo: 4}, {UserID: b, After: 0, UpTo: 9}, {UserID: c, After: 0, UpTo: 3}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(evs []parley.Event) (out []int64) {
+		for _, e := range evs {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	if !slices.Equal(ids(got[a]), []int64{2, 3, 4}) || !slices.Equal(ids(got[b]), []int64{1, 2, 3}) || len(got[c]) != 0 {
+		t.Fatalf("EventsIn = a %v, b %v, c %v; want a [2 3 4], b [1 2 3], c none", ids(got[a]), ids(got[b]), ids(got[c]))
+	}
+	for _, e := range got[a] {
+		if e.UserID != a || e.Type == "" || len(e.Data) == 0 {
+			t.Fatalf("event %+v", e)
 		}
 	}
 }
