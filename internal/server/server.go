@@ -537,19 +537,20 @@ type eventLog struct {
 	failed func(error) // told of read errors
 }
 
+// Bounds, After and Heads read outside a transaction (Store.Read), each a
+// statement (After's second, for the messages it refers to, shows them as
+// they are now anyway: they are emptied, never removed). On PostgreSQL
+// that is two round trips fewer each, on every stream's opening, replay,
+// catch-up and heartbeat check: a reconnect storm makes them by the
+// thousand.
 func (l eventLog) Bounds(ctx context.Context, userID string) (first, last int64, err error) {
-	err = l.st.View(ctx, func(tx *store.Tx) error {
+	err = l.st.Read(ctx, func(tx *store.Tx) error {
 		first, last, err = tx.LogBounds(userID)
 		return err
 	})
 	return first, last, err
 }
 
-// After reads outside a transaction (Store.Read): a page of the log is
-// one statement, and the messages it refers to, read by a second one, are
-// shown as they are now anyway (they are emptied, never removed). On
-// PostgreSQL that is two round trips fewer per replay and catch-up, which
-// a reconnect storm makes by the thousand.
 func (l eventLog) After(ctx context.Context, userID string, after int64, limit, maxBytes int) (evs []parley.Event, err error) {
 	err = l.st.Read(ctx, func(tx *store.Tx) error {
 		evs, err = tx.EventsAfterMax(userID, after, limit, maxBytes)
@@ -562,7 +563,7 @@ func (l eventLog) After(ctx context.Context, userID string, after int64, limit, 
 }
 
 func (l eventLog) Heads(ctx context.Context, userIDs []string) (heads map[string]int64, err error) {
-	err = l.st.View(ctx, func(tx *store.Tx) error {
+	err = l.st.Read(ctx, func(tx *store.Tx) error {
 		heads, err = tx.LogHeads(userIDs)
 		return err
 	})
