@@ -93,6 +93,20 @@ func Heads(msgs []bus.Message) map[string]int64 {
 	return out
 }
 
+// sender connects two nodes and returns the first, to publish on, and a
+// recorder of what the second receives.
+func sender(t *testing.T, open Opener) (bus.Bus, *Recorder) {
+	a, b := open(t, "node-a"), open(t, "node-b")
+	rb := NewRecorder()
+	if err := a.Subscribe(func(bus.Message) {}, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Subscribe(rb.Receive, rb.Resumed); err != nil {
+		t.Fatal(err)
+	}
+	return a, rb
+}
+
 // Run runs the bus suite.
 func Run(t *testing.T, open Opener) {
 	t.Run("OthersReceiveSenderDoesNot", func(t *testing.T) {
@@ -133,14 +147,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("EphemeralAndKick", func(t *testing.T) {
-		a, b := open(t, "node-a"), open(t, "node-b")
-		rb := NewRecorder()
-		if err := a.Subscribe(func(bus.Message) {}, func() {}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Subscribe(rb.Receive, rb.Resumed); err != nil {
-			t.Fatal(err)
-		}
+		a, rb := sender(t, open)
 		eph := &bus.Ephemeral{Type: "typing", Data: []byte(`{"state":"start"}`), UserIDs: []string{"usr_1", "usr_2"}}
 		if err := a.Publish(context.Background(), bus.Message{Ephemeral: eph}); err != nil {
 			t.Fatal(err)
@@ -160,14 +167,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("EventsArriveWhole", func(t *testing.T) {
-		a, b := open(t, "node-a"), open(t, "node-b")
-		rb := NewRecorder()
-		if err := a.Subscribe(func(bus.Message) {}, func() {}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Subscribe(rb.Receive, rb.Resumed); err != nil {
-			t.Fatal(err)
-		}
+		a, rb := sender(t, open)
 		want := []bus.Event{
 			{UserID: "usr_1", ID: 41, Type: "message.created", Data: []byte(`{"body":"héllo \u2028 <b>"}`), Time: 1764892800123456},
 			{UserID: "usr_2", ID: 9, Type: "receipt", Data: []byte(`{"kind":"delivered","up_to_seq":3}`), Time: 1764892800123457},
@@ -202,14 +202,7 @@ func Run(t *testing.T, open Opener) {
 	})
 
 	t.Run("LargeMessageSplit", func(t *testing.T) {
-		a, b := open(t, "node-a"), open(t, "node-b")
-		rb := NewRecorder()
-		if err := a.Subscribe(func(bus.Message) {}, func() {}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Subscribe(rb.Receive, rb.Resumed); err != nil {
-			t.Fatal(err)
-		}
+		a, rb := sender(t, open)
 		const users = 3*bus.MaxHeads + 17
 		m := bus.Message{}
 		for i := range users {
