@@ -492,3 +492,31 @@ func TestCallRecords(t *testing.T) {
 	pr.do("reload", chromedp.Reload())
 	pr.waitFor("the records after a reload", `document.querySelectorAll('[data-testid="call-record"]').length === 2`, waitLong, jsRecords)
 }
+
+// TestClickSurvivesListRender: a message that arrives between the press on
+// a conversation and its release re-renders the list (the conversation
+// stays where it is, its last message changes); the click still opens it
+// (it was lost when the list replaced its items).
+func TestClickSurvivesListRender(t *testing.T) {
+	rootBrowser(t)
+	t.Parallel()
+	n := servertest.Start(t)
+	client := register(t, n.URL, "client", "client")
+	pro1 := register(t, n.URL, "pro", "professional")
+	pro2 := register(t, n.URL, "pro", "professional")
+	createConversation(t, n.URL, client, pro1, "First", "Hello, first professional.")
+	convB := createConversation(t, n.URL, client, pro2, "Second", "Hello, second professional.")
+
+	cl := newUser(t, "client")
+	cl.open(n.URL)
+	cl.login(client.Username)
+	sel := `[data-testid="conversation-item"][data-conversation-id=` + q(convB) + `] [data-testid="conversation-name"]`
+	cl.waitFor("B in the list", `document.querySelector(`+q(sel)+`)`, waitLong, "")
+	var at struct{ X, Y float64 }
+	cl.eval(`(() => { const r = document.querySelector(`+q(sel)+`).getBoundingClientRect(); return {X: r.x + r.width / 2, Y: r.y + r.height / 2}; })()`, &at)
+	cl.do("press on B", chromedp.MouseEvent(chromedp.MousePressed, at.X, at.Y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
+	postMessage(t, n.URL, pro2, convB, "A new message for the list")
+	cl.waitFor("the list showing the new message", `[...document.querySelectorAll('[data-testid="conversation-last"]')].some((e) => e.textContent.includes("A new message for the list"))`, waitLong, "")
+	cl.do("release on B", chromedp.MouseEvent(chromedp.MouseReleased, at.X, at.Y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
+	cl.waitFor("B open", jsChatOf(convB), 5*time.Second, jsURL)
+}

@@ -25,6 +25,14 @@ export function renderConversations() {
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("[data-testid=conversation-item]");
   const focusedId = focused && focused.dataset.conversationId;
   const convs = sortedConversations();
+  // Items are kept from one render to the next, keyed by conversation, and
+  // updated in place: a render (a message, a receipt, presence) that
+  // replaced them between a press and its release lost the click.
+  const kept = new Map();
+  for (const li of list.children) {
+    const b = li.firstElementChild;
+    if (b && b.dataset.conversationId) kept.set(b.dataset.conversationId, li);
+  }
   const items = convs.map((c) => {
     const p = peer(c);
     const typing = S.typing.get(c.id);
@@ -45,7 +53,6 @@ export function renderConversations() {
         "data-unread": unread,
         "data-muted": muted ? "true" : null,
         "aria-current": c.id === S.current ? "true" : null,
-        onclick: () => openConversation(c.id),
       },
       h("span", { class: "avatar-wrap" }, avatar(p), h("span", { class: "presence", "data-testid": "presence", "data-online": String(!!p.online), title: p.online ? "Online" : "Offline" })),
       h(
@@ -68,9 +75,18 @@ export function renderConversations() {
         ),
       ),
     );
-    return h("li", {}, btn);
+    const li = kept.get(c.id);
+    if (!li) {
+      btn.addEventListener("click", () => openConversation(c.id));
+      return h("li", {}, btn);
+    }
+    const was = li.firstElementChild;
+    for (const a of [...was.attributes]) if (!btn.hasAttribute(a.name)) was.removeAttribute(a.name);
+    for (const a of btn.attributes) if (was.getAttribute(a.name) !== a.value) was.setAttribute(a.name, a.value);
+    if (was.innerHTML !== btn.innerHTML) was.replaceChildren(...btn.childNodes);
+    return li;
   });
-  list.replaceChildren(...items);
+  if (items.length !== list.children.length || items.some((li, i) => list.children[i] !== li)) list.replaceChildren(...items);
   show("conversation-empty", convs.length === 0 && S.loaded);
   if (focusedId) {
     const again = list.querySelector(`[data-conversation-id="${CSS.escape(focusedId)}"]`);
