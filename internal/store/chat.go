@@ -326,10 +326,6 @@ func (tx *Tx) InsertMessage(m *parley.Message) error {
 	insert := `INSERT INTO messages (` + messageColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	args := []any{m.ID, m.ConversationID, m.Seq, storedSender(m.SenderID), m.Body, m.ClientID,
 		replyID, replySender, replyPreview, Micros(m.CreatedAt.Time), edited, m.Deleted, atts}
-	words := ""
-	if !m.Deleted && tx.fullText() == TSVector {
-		words = search.TSVector(m.Body)
-	}
 	fail := func(err error) error {
 		if tx.d.IsUniqueViolation(err) {
 			return ErrDuplicate
@@ -340,6 +336,10 @@ func (tx *Tx) InsertMessage(m *parley.Message) error {
 		// PostgreSQL: the message and its words ride with the append
 		// of its events that follows (Tx.hold).
 		w := &heldWrite{ctes: []string{"held_msg AS (" + insert + " RETURNING id)"}, args: args, fail: fail}
+		words := ""
+		if !m.Deleted && tx.fullText() == TSVector {
+			words = search.TSVector(m.Body)
+		}
 		if words != "" {
 			w.ctes = append(w.ctes, "held_words AS (INSERT INTO message_search (message_id, words) SELECT id, ?::tsvector FROM held_msg)")
 			w.args = append(w.args, words)

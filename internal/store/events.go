@@ -198,18 +198,9 @@ func (tx *Tx) appendArrays(events []parley.NewEvent, order []int, users []string
 	if err != nil {
 		return nil, fmt.Errorf("append events: %w", tx.carried(held, err))
 	}
-	if len(moved) != len(users) && !skipGone {
-		// The statement wrote the others' events: the caller's error
-		// rolls the transaction back, as with any failed statement.
-		return nil, unknownUsers(users, moved)
-	}
-	last := make([]int64, len(users))
-	for j, u := range users {
-		if id, ok := moved[u]; ok {
-			last[j] = id
-		} else {
-			last[j] = -1
-		}
+	last, err := movedHeads(users, moved, skipGone)
+	if err != nil {
+		return nil, err
 	}
 	return tx.placeEvents(events, order, users, counts, last, now, nil)
 }
@@ -276,9 +267,15 @@ func (tx *Tx) advanceHeads(users []string, counts []int, skipGone bool) ([]int64
 			}
 		}
 	}
+	return movedHeads(users, moved, skipGone)
+}
+
+// movedHeads returns the new heads of users, in their order, from those
+// an append moved: -1 for a user with none, or with skipGone false an
+// error. Every user has a head row, so the heads not moved name the users
+// who do not exist; the caller's error rolls back what was written.
+func movedHeads(users []string, moved map[string]int64, skipGone bool) ([]int64, error) {
 	if len(moved) != len(users) && !skipGone {
-		// Every user has a head row, so the heads not moved name the
-		// users who do not exist; none of the batch is written.
 		return nil, unknownUsers(users, moved)
 	}
 	last := make([]int64, len(users))
@@ -419,13 +416,10 @@ func (tx *Tx) EventsAfterMax(userID string, after int64, limit, maxBytes int) ([
 	size := 0
 	for !full(size, maxBytes) && rows.Next() {
 		e := parley.Event{UserID: userID}
-		var data string
-		var at int64
-		if err := rows.Scan(&e.ID, &e.Type, &data, &at); err != nil {
+		if err := scanEvent(rows, &e); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
 		out = append(out, e)
 		size += len(e.Data)
 	}
@@ -444,10 +438,21 @@ func (tx *Tx) EventsAfterMax(userID string, after int64, limit, maxBytes int) ([
 		}
 		out = unionByID(unionByID(out, runs, limit, maxBytes), recent, limit, maxBytes)
 	}
-	if err := tx.render(userID, out); err != nil {
+	if err := tx.render(out); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// scanEvent scans a row of (lead…, id, type, data, created_at) into e.
+func scanEvent(rows *sql.Rows, e *parley.Event, lead ...any) error {
+	var data string
+	var at int64
+	if err := rows.Scan(append(lead, &e.ID, &e.Type, &data, &at)...); err != nil {
+		return err
+	}
+	e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
+	return nil
 }
 
 // LogRange is a span of a user's log: the events with ids in (After, UpTo].
@@ -494,20 +499,17 @@ func (tx *Tx) EventsIn(ranges []LogRange) (map[string][]parley.Event, error) {
 	var all []parley.Event
 	for rows.Next() {
 		var e parley.Event
-		var data string
-		var at int64
-		if err := rows.Scan(&e.UserID, &e.ID, &e.Type, &data, &at); err != nil {
+		if err := scanEvent(rows, &e, &e.UserID); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		e.Data, e.Time = json.RawMessage(data), parley.T(FromMicros(at))
 		all = append(all, e)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if err := tx.render("", all); err != nil {
+	if err := tx.render(all); err != nil {
 		return nil, err
 	}
 	for i := 0; i < len(all); {

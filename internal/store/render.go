@@ -91,11 +91,11 @@ func storedForms(events []parley.Event) []parley.Event {
 }
 
 // render replaces the references among events with the current version of
-// what they name: one query for all the messages of a page. userID names
-// whose log they are, for the reader; a page may hold several users'.
+// what they name: one query for all the messages of a page (of one user's
+// log or several).
 // evs is the caller's own slice; the Data of the events in it are replaced,
 // never modified.
-func (tx *Tx) render(userID string, evs []parley.Event) error {
+func (tx *Tx) render(evs []parley.Event) error {
 	var ids []string
 	for _, e := range evs {
 		if id, _, _, ok := refIn(e); ok {

@@ -255,18 +255,31 @@ func (tx *Tx) CreateSession(s *parley.Session) error {
 
 // Session returns the session or parley.NotFound.
 func (tx *Tx) Session(id string) (*parley.Session, error) {
-	var s parley.Session
-	var created, active, expires int64
+	var r sessionRow
 	err := tx.queryRow(`SELECT id, user_id, created_at, last_active, expires_at, revoked FROM sessions WHERE id = ?`, id).
-		Scan(&s.ID, &s.UserID, &created, &active, &expires, &s.Revoked)
+		Scan(r.dest()...)
 	if isNoRows(err) {
 		return nil, parley.NotFound
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.CreatedAt, s.LastActive, s.ExpiresAt = FromMicros(created), FromMicros(active), FromMicros(expires)
-	return &s, nil
+	return r.session(), nil
+}
+
+// sessionRow is a session as scanned, its times in the stored form.
+type sessionRow struct {
+	s                        parley.Session
+	created, active, expires int64
+}
+
+func (r *sessionRow) dest() []any {
+	return []any{&r.s.ID, &r.s.UserID, &r.created, &r.active, &r.expires, &r.s.Revoked}
+}
+
+func (r *sessionRow) session() *parley.Session {
+	r.s.CreatedAt, r.s.LastActive, r.s.ExpiresAt = FromMicros(r.created), FromMicros(r.active), FromMicros(r.expires)
+	return &r.s
 }
 
 // userColumnsOfU is userColumns for a query that names the users table u.
@@ -278,19 +291,17 @@ func (tx *Tx) SessionWithUser(id string) (*parley.Session, *parley.User, error) 
 	if impossibleKey(id) {
 		return nil, nil, parley.NotFound
 	}
-	var s parley.Session
-	var created, active, expires int64
+	var r sessionRow
 	row := tx.queryRow(`SELECT s.id, s.user_id, s.created_at, s.last_active, s.expires_at, s.revoked, `+userColumnsOfU+`
 		FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id)
-	u, err := scanUser(leadingScan{row, []any{&s.ID, &s.UserID, &created, &active, &expires, &s.Revoked}})
+	u, err := scanUser(leadingScan{row, r.dest()})
 	if isNoRows(err) {
 		return nil, nil, parley.NotFound
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	s.CreatedAt, s.LastActive, s.ExpiresAt = FromMicros(created), FromMicros(active), FromMicros(expires)
-	return &s, u, nil
+	return r.session(), u, nil
 }
 
 // leadingScan scans a row whose first columns go to lead, the rest to the

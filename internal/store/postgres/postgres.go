@@ -217,7 +217,8 @@ func (db *DB) View(ctx context.Context, fn func(*store.Tx) error) error {
 	return fn(store.NewTx(ctx, sqlTx, dialect{}))
 }
 
-// Read runs fn's one statement on the pool, with no transaction around it.
+// Read runs fn's statements on the pool, with no transaction around them:
+// each sees what is committed when it runs.
 func (db *DB) Read(ctx context.Context, fn func(*store.Tx) error) error {
 	return fn(store.NewTx(ctx, db.db, dialect{}))
 }
