@@ -28,22 +28,37 @@ func jsChatOf(id string) string {
 		return !v.hidden && v.dataset.conversationId === ` + q(id) + ` && st && !st.loading })()`
 }
 
-// TestConversationInURL: the open conversation is in the address (/?c=…), a
-// reload opens it again, and back/forward move between what was open: two
-// conversations, the directory, the list.
-func TestConversationInURL(t *testing.T) {
-	rootBrowser(t)
-	t.Parallel()
+// twoPros is a client with a conversation with each of two professionals
+// (B the newer, so first in the list), signed in to the web app.
+type twoPros struct {
+	n            *servertest.Node
+	cl           *tab
+	pro2         account
+	convA, convB string
+}
+
+func twoConversations(t *testing.T) twoPros {
+	t.Helper()
 	n := servertest.Start(t)
 	client := register(t, n.URL, "client", "client")
 	pro1 := register(t, n.URL, "pro", "professional")
 	pro2 := register(t, n.URL, "pro", "professional")
 	convA := createConversation(t, n.URL, client, pro1, "First", "Hello, first professional.")
 	convB := createConversation(t, n.URL, client, pro2, "Second", "Hello, second professional.")
-
 	cl := newUser(t, "client")
 	cl.open(n.URL)
 	cl.login(client.Username)
+	return twoPros{n: n, cl: cl, pro2: pro2, convA: convA, convB: convB}
+}
+
+// TestConversationInURL: the open conversation is in the address (/?c=…), a
+// reload opens it again, and back/forward move between what was open: two
+// conversations, the directory, the list.
+func TestConversationInURL(t *testing.T) {
+	rootBrowser(t)
+	t.Parallel()
+	f := twoConversations(t)
+	n, cl, convA, convB := f.n, f.cl, f.convA, f.convB
 	if got := evalString(cl, jsURL); got != "/" {
 		t.Fatalf("URL after login = %q, want /", got)
 	}
@@ -500,22 +515,14 @@ func TestCallRecords(t *testing.T) {
 func TestClickSurvivesListRender(t *testing.T) {
 	rootBrowser(t)
 	t.Parallel()
-	n := servertest.Start(t)
-	client := register(t, n.URL, "client", "client")
-	pro1 := register(t, n.URL, "pro", "professional")
-	pro2 := register(t, n.URL, "pro", "professional")
-	createConversation(t, n.URL, client, pro1, "First", "Hello, first professional.")
-	convB := createConversation(t, n.URL, client, pro2, "Second", "Hello, second professional.")
-
-	cl := newUser(t, "client")
-	cl.open(n.URL)
-	cl.login(client.Username)
+	f := twoConversations(t)
+	n, cl, convB := f.n, f.cl, f.convB
 	sel := `[data-testid="conversation-item"][data-conversation-id=` + q(convB) + `] [data-testid="conversation-name"]`
 	cl.waitFor("B in the list", `document.querySelector(`+q(sel)+`)`, waitLong, "")
 	var at struct{ X, Y float64 }
 	cl.eval(`(() => { const r = document.querySelector(`+q(sel)+`).getBoundingClientRect(); return {X: r.x + r.width / 2, Y: r.y + r.height / 2}; })()`, &at)
 	cl.do("press on B", chromedp.MouseEvent(chromedp.MousePressed, at.X, at.Y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
-	postMessage(t, n.URL, pro2, convB, "A new message for the list")
+	postMessage(t, n.URL, f.pro2, convB, "A new message for the list")
 	cl.waitFor("the list showing the new message", `[...document.querySelectorAll('[data-testid="conversation-last"]')].some((e) => e.textContent.includes("A new message for the list"))`, waitLong, "")
 	cl.do("release on B", chromedp.MouseEvent(chromedp.MouseReleased, at.X, at.Y, chromedp.ButtonLeft, chromedp.ClickCount(1)))
 	cl.waitFor("B open", jsChatOf(convB), 5*time.Second, jsURL)
