@@ -47,13 +47,16 @@ func Words(s string) []string {
 	fold := cases.Fold()
 	var b strings.Builder
 	n := 0
+	// A run of marks alone is no word: FTS5's tokenizer splits on marks, so
+	// it would index nothing for it and a query for it would find nothing.
+	alnum := false
 	flush := func() {
-		if b.Len() > 0 {
+		if alnum {
 			// Full case folding on top of ToLower: ß and ss are one word.
 			ws.add(cutRunes(fold.String(b.String()), MaxWordRunes))
-			b.Reset()
 		}
-		n = 0
+		b.Reset()
+		n, alnum = 0, false
 	}
 	for _, r := range norm.NFKD.String(s) {
 		switch {
@@ -62,6 +65,9 @@ func Words(s string) []string {
 			// does not end the word.
 		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mc, r) || unicode.Is(unicode.Me, r):
 			if n < MaxWordRunes {
+				// Only what is kept counts: a word cut after 64 marks is
+				// marks alone.
+				alnum = alnum || unicode.IsLetter(r) || unicode.IsDigit(r)
 				b.WriteRune(unicode.ToLower(r))
 			}
 			n++

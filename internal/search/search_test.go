@@ -16,18 +16,20 @@ import (
 
 func TestWords(t *testing.T) {
 	cases := map[string][]string{
-		"Café CRÈME, café!":         {"cafe", "creme"},
-		"naïve coöperation":         {"naive", "cooperation"},
-		"Straße 4.2 x_y":            {"strasse", "4", "2", "x", "y"},
-		"STRASSE straße":            {"strasse"},
-		"ﬁne ＡＢＣ":                   {"fine", "abc"}, // compatibility forms (NFKD)
-		"İstanbul":                  {"istanbul"},
-		"日本語のテキスト":                  {"日本語のテキスト"},
-		"हिंदी":                     {"हिदी"}, // the anusvara (Mn) is dropped, the vowel sign (Mc) kept
-		`"NEAR" (a OR b) -c* ^d`:    {"near", "a", "or", "b", "c", "d"},
-		"a\x00b\u202ec\u200bd\xffe": {"a", "b", "c", "d", "e"},
-		"":                          nil,
-		" \t\n":                     nil,
+		"Café CRÈME, café!":                {"cafe", "creme"},
+		"naïve coöperation":                {"naive", "cooperation"},
+		"Straße 4.2 x_y":                   {"strasse", "4", "2", "x", "y"},
+		"STRASSE straße":                   {"strasse"},
+		"ﬁne ＡＢＣ":                          {"fine", "abc"}, // compatibility forms (NFKD)
+		"İstanbul":                         {"istanbul"},
+		"日本語のテキスト":                         {"日本語のテキスト"},
+		"हिंदी":                            {"हिदी"}, // the anusvara (Mn) is dropped, the vowel sign (Mc) kept
+		`"NEAR" (a OR b) -c* ^d`:           {"near", "a", "or", "b", "c", "d"},
+		"a\x00b\u202ec\u200bd\xffe":        {"a", "b", "c", "d", "e"},
+		"0000 \u0488 \u0903\u20dd":         {"0000"}, // marks alone are no word
+		strings.Repeat("\u0903", 70) + "a": nil,      // cut to marks alone
+		"":                                 nil,
+		" \t\n":                            nil,
 	}
 	for in, want := range cases {
 		if got := search.Words(in); !slices.Equal(got, want) {
