@@ -65,10 +65,12 @@ func (w *latency) Run(ctx context.Context, env *Env) (*Result, error) {
 	}
 
 	env.Logf("publishing %.0f events/s to %d users for %v (%d per call)", w.rate, w.users, w.duration, batch)
+	cpu0, haveProc := env.Proc()
 	pub := publishAtRate(ctx, env, users, w.rate, w.duration, batch, w.publishers)
 	if !set.waitReceived(ctx, pub.events.Load(), w.drain) {
 		env.Logf("not every event arrived within --drain %v", w.drain)
 	}
+	cpu1, _ := env.Proc()
 	final, err := set.stop(ctx)
 	if err != nil {
 		return nil, err
@@ -97,6 +99,13 @@ func (w *latency) Run(ctx context.Context, env *Env) (*Result, error) {
 	r.Add("latency_max", "ms", ms(lat.Max()))
 	r.Add("publish_p50", "ms", ms(pub.latency.Quantile(0.5)))
 	r.Add("publish_p99", "ms", ms(pub.latency.Quantile(0.99)))
+	if haveProc && published > 0 {
+		// From the first publish until the last event arrived: the cost of
+		// an event is its publish call, its commit and its delivery.
+		cpu := float64(cpu1.Ticks-cpu0.Ticks) / clockTicks
+		r.Add("server_cpu", "% of a core", cpu/cpu1.At.Sub(cpu0.At).Seconds()*100)
+		r.Add("server_cpu_per_event", "µs", cpu/float64(published)*1e6)
+	}
 	if pub.behind.Load() > 0 {
 		r.Notef("the publishers fell behind the schedule %d times (all %d calls in flight): at those moments the server answered too slowly for the rate", pub.behind.Load(), w.publishers)
 	}
