@@ -128,6 +128,21 @@ func (m *Metrics) WatchStore(full func() bool, mergeFailures func() uint64) {
 	)
 }
 
+// WatchCommits adds the embedded store's group commits: the counters
+// parley_store_commits_total (each one fsync) and
+// parley_store_transactions_total (the requests they held), whose ratio
+// says how well commits are shared.
+func (m *Metrics) WatchCommits(counts func() (commits, transactions uint64)) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parley_store_commits_total", Help: "Group commits of the embedded database's writer (each one fsync).",
+		}, func() float64 { c, _ := counts(); return float64(c) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "parley_store_transactions_total", Help: "Write transactions committed by the embedded database's group commits.",
+		}, func() float64 { _, t := counts(); return float64(t) }),
+	)
+}
+
 // Replayed counts events sent from the log.
 func (m *Metrics) Replayed(n int) { m.EventsReplayed.Add(float64(n)) }
 

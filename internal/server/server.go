@@ -149,6 +149,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		streams.Openings = runtime.GOMAXPROCS(0)
 		s.metrics.WatchTail(func() float64 { return float64(db.Unmerged()) })
 		s.metrics.WatchStore(db.TailFull, db.MergeFailures)
+		s.metrics.WatchCommits(db.Commits)
 		db.SetLogger(logger)
 	}
 	s.api = &httpapi.API{

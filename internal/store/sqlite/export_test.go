@@ -15,3 +15,12 @@ func WriterPragma(db *DB, q string) (n int64, err error) {
 	err = db.update(context.Background(), req)
 	return n, err
 }
+
+// PacedWaits returns how many times the writer waited to gather a commit.
+func PacedWaits(db *DB) uint64 { return db.pacedWaits.Load() }
+
+// PacedFull returns how many of those waits lasted all of commitPace.
+func PacedFull(db *DB) uint64 { return db.pacedFull.Load() }
+
+// CommitPace is commitPace, for tests.
+const CommitPace = commitPace

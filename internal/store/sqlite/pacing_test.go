@@ -1,0 +1,118 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/store/sqlite"
+)
+
+// TestCommitPacing: requests that arrive one at a time but steadily, each
+// finding the writer free (private events from many callers), share
+// commits; a lone caller writing back to back never waits for company that
+// cannot come.
+func TestCommitPacing(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	user := mustCreateUsers(t, db, 1)[0]
+	ctx := context.Background()
+	appendOne := func(m string) error {
+		return db.Update(ctx, func(tx *store.Tx) error {
+			_, err := tx.Append(ev(user, m))
+			return err
+		})
+	}
+
+	c0, _ := db.Commits()
+	for i := range 100 {
+		if err := appendOne(fmt.Sprintf("seq%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c1, _ := db.Commits(); c1-c0 != 100 {
+		t.Fatalf("100 appends one after another took %d commits, want 100", c1-c0)
+	}
+	if n := sqlite.PacedWaits(db); n != 0 {
+		t.Fatalf("a lone caller writing back to back waited %d times", n)
+	}
+
+	// 200 appends, one every 500 µs, each from its own goroutine.
+	const n = 200
+	c0, r0 := db.Commits()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	start := time.Now()
+	tick := time.NewTicker(500 * time.Microsecond)
+	for i := range n {
+		<-tick.C
+		wg.Go(func() {
+			if err := appendOne(fmt.Sprintf("open%d", i)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	tick.Stop()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	span := time.Since(start)
+	c1, r1 := db.Commits()
+	if r1-r0 != n {
+		t.Fatalf("commits held %d requests, want %d", r1-r0, n)
+	}
+	t.Logf("%d steady appends in %v: %d commits, %d paced waits", n, span, c1-c0, sqlite.PacedWaits(db))
+	// Paced, commits start commitPace apart but for the first few, before
+	// the writer has seen concurrent callers. Unpaced, on the development
+	// machine, 151–187 commits over 130–140 ms (a bound of 71–78).
+	if most := int(span/sqlite.CommitPace) + 8; int(c1-c0) > most {
+		t.Fatalf("%d appends arriving steadily over %v took %d commits, want at most %d", n, span, c1-c0, most)
+	}
+	if got := len(readLog(t, db, user)); got != 100+n {
+		t.Fatalf("the log holds %d events, want %d", got, 100+n)
+	}
+}
+
+// TestCommitPacingFixedCallers: a fixed set of callers, each writing again
+// as soon as it is answered, fills each commit at once; waiting out the
+// pace for a caller that is not coming would only cap their throughput.
+func TestCommitPacingFixedCallers(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	users := mustCreateUsers(t, db, 4)
+	ctx := context.Background()
+	const rounds = 60
+	c0, _ := db.Commits()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(users))
+	for _, u := range users {
+		wg.Go(func() {
+			for i := range rounds {
+				err := db.Update(ctx, func(tx *store.Tx) error {
+					_, err := tx.Append(ev(u, fmt.Sprint(i)))
+					return err
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	c1, _ := db.Commits()
+	full := sqlite.PacedFull(db)
+	t.Logf("%d callers × %d writes: %d commits, %d waits, %d of them the whole pace", len(users), rounds, c1-c0, sqlite.PacedWaits(db), full)
+	// Until the writer has seen eight commits alike it waits the pace out;
+	// without the stop at a full set it would every time (about 60).
+	if full > (c1-c0)/2 {
+		t.Fatalf("%d of %d commits waited the whole pace for callers that were all in", full, c1-c0)
+	}
+}
