@@ -47,7 +47,7 @@ func (tx *Tx) indexMessage(id, body string) error {
 		if err := tx.queryRow(`INSERT INTO message_search (message_id) VALUES (?) RETURNING id`, id).Scan(&rowid); err != nil {
 			return fmt.Errorf("index message: %w", err)
 		}
-		if _, err := tx.exec(`INSERT INTO message_fts (rowid, words) VALUES (?, ?)`, rowid, words); err != nil {
+		if err := tx.writeFullText(FullTextWrite{rowid: rowid, words: words}); err != nil {
 			return fmt.Errorf("index message: %w", err)
 		}
 	case TSVector:
@@ -58,6 +58,52 @@ func (tx *Tx) indexMessage(id, body string) error {
 		if _, err := tx.exec(`INSERT INTO message_search (message_id, words) VALUES (?, ?::tsvector)
 			ON CONFLICT (message_id) DO UPDATE SET words = EXCLUDED.words`, id, words); err != nil {
 			return fmt.Errorf("index message: %w", err)
+		}
+	}
+	return nil
+}
+
+// FullTextWrite is one write to SQLite's FTS5 table: the words of a row, new
+// or replacing its old ones, or no words to delete it.
+type FullTextWrite struct {
+	rowid   int64
+	words   string
+	replace bool
+}
+
+// DeferFullText holds this transaction's FTS5 writes back (FullTextWrites)
+// for the back end to make at the end of its group commit (WriteFullText).
+// FTS5 flushes the terms it holds to a new segment of its index at every
+// statement savepoint, and a statement of the next transaction in the batch
+// takes one (an UPDATE … RETURNING does): so each message made a segment
+// of its own, and merges of those, where the whole batch can make one.
+func (tx *Tx) DeferFullText() { tx.deferFTS = true }
+
+// FullTextWrites returns the FTS5 writes held back, in order.
+func (tx *Tx) FullTextWrites() []FullTextWrite { return tx.ftsWrites }
+
+func (tx *Tx) writeFullText(w FullTextWrite) error {
+	if tx.deferFTS {
+		tx.ftsWrites = append(tx.ftsWrites, w)
+		return nil
+	}
+	return tx.WriteFullText(w)
+}
+
+// WriteFullText makes FTS5 writes, in order.
+func (tx *Tx) WriteFullText(ws ...FullTextWrite) error {
+	for _, w := range ws {
+		var err error
+		switch {
+		case w.words == "":
+			_, err = tx.exec(`DELETE FROM message_fts WHERE rowid = ?`, w.rowid)
+		case w.replace:
+			_, err = tx.exec(`UPDATE message_fts SET words = ? WHERE rowid = ?`, w.words, w.rowid)
+		default:
+			_, err = tx.exec(`INSERT INTO message_fts (rowid, words) VALUES (?, ?)`, w.rowid, w.words)
+		}
+		if err != nil {
+			return fmt.Errorf("full-text index: %w", err)
 		}
 	}
 	return nil
@@ -81,7 +127,7 @@ func (tx *Tx) reindexMessage(id, body string) error {
 	case words == "":
 		return tx.unindexMessage(id)
 	}
-	if _, err := tx.exec(`UPDATE message_fts SET words = ? WHERE rowid = ?`, words, rowid); err != nil {
+	if err := tx.writeFullText(FullTextWrite{rowid: rowid, words: words, replace: true}); err != nil {
 		return fmt.Errorf("reindex message: %w", err)
 	}
 	return nil
@@ -109,7 +155,7 @@ func (tx *Tx) unindexMessage(id string) error {
 			return err
 		}
 		for _, n := range ids {
-			if _, err := tx.exec(`DELETE FROM message_fts WHERE rowid = ?`, n); err != nil {
+			if err := tx.writeFullText(FullTextWrite{rowid: n}); err != nil {
 				return fmt.Errorf("unindex message: %w", err)
 			}
 		}

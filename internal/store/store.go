@@ -97,6 +97,9 @@ type Tx struct {
 	// of a statement that could not report it.
 	held    *heldWrite
 	heldErr error
+	// FTS5 writes held back to the end of a group commit (DeferFullText).
+	deferFTS  bool
+	ftsWrites []FullTextWrite
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.

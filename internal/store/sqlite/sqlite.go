@@ -96,8 +96,9 @@ type request struct {
 	raw     func(*stmtCache) error // in place of fn: tests' PRAGMAs on the writer's connection
 	err     error
 	events  []parley.Event
-	batches []store.Batch      // for the tail, once committed
-	merges  []*store.MergeStep // for the tail, once committed
+	batches []store.Batch         // for the tail, once committed
+	merges  []*store.MergeStep    // for the tail, once committed
+	fts     []store.FullTextWrite // made at the end of the batch
 	done    chan struct{}
 }
 
@@ -732,7 +733,7 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 		db.queuedAtFinish = len(db.reqs)
 		for _, req := range batch {
 			if err != nil && req.err == nil {
-				req.err, req.events, req.batches, req.merges = err, nil, nil, nil
+				req.err, req.events, req.batches, req.merges, req.fts = err, nil, nil, nil, nil
 			}
 			close(req.done)
 		}
@@ -761,7 +762,7 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 		}
 		db.savepointsFor = savepointBatches
 		for _, req := range batch {
-			req.err, req.events, req.batches, req.merges = nil, nil, nil, nil
+			req.err, req.events, req.batches, req.merges, req.fts = nil, nil, nil, nil, nil
 		}
 		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 			finish(fmt.Errorf("begin: %w", err))
@@ -801,6 +802,17 @@ func (db *DB) runAll(conn *stmtCache, batch []*request) bool {
 // finishCommit commits the open transaction and hands its events to the
 // hook before answering the batch.
 func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*request, finish func(error)) {
+	// The batch's full-text writes last, after every statement that could
+	// take a savepoint (store.Tx.DeferFullText says why); a request that
+	// failed holds none (run).
+	tx := store.NewTx(ctx, conn, dialect{})
+	for _, req := range batch {
+		if err := tx.WriteFullText(req.fts...); err != nil {
+			db.rollback(ctx, conn)
+			finish(err)
+			return
+		}
+	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		db.rollback(ctx, conn)
 		finish(fmt.Errorf("commit: %w", err))
@@ -832,6 +844,7 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 // on success, its events in req.events. It reports success.
 func (db *DB) run(conn *stmtCache, req *request) bool {
 	tx := store.NewWriteTx(req.ctx, conn, dialect{}, db.heads, db.tail)
+	tx.DeferFullText()
 	req.err = func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -848,7 +861,7 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 		db.tail.Abandon(tx.Merges()...)
 		return false
 	}
-	req.events, req.batches, req.merges = tx.Appended(), tx.Batches(), tx.Merges()
+	req.events, req.batches, req.merges, req.fts = tx.Appended(), tx.Batches(), tx.Merges(), tx.FullTextWrites()
 	return true
 }
 

@@ -1,0 +1,114 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/search"
+	"github.com/parley-chat/parley/internal/store"
+)
+
+// TestFullTextAtEndOfBatch: the writer makes a batch's full-text writes after
+// all of its transactions, so they must come out as if each had been made
+// in place: in order within a transaction (a message indexed, edited and
+// deleted in one), and not at all for a transaction that failed, however
+// the batch was cut.
+func TestFullTextAtEndOfBatch(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	users := mustCreateUsers(t, db, 2)
+	ctx := context.Background()
+	if err := db.Update(ctx, func(tx *store.Tx) error {
+		return tx.CreateConversation(&store.ConversationRow{ID: "cnv_1", ClientID: users[0], ProfessionalID: users[1], CreatedAt: store.Now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(tx *store.Tx, id, body string) error {
+		seq, err := tx.NextSeq("cnv_1", store.Now())
+		if err != nil {
+			return err
+		}
+		return tx.InsertMessage(&parley.Message{ID: id, ConversationID: "cnv_1", Seq: seq, Kind: parley.MessageUser,
+			SenderID: &users[0], Body: body, CreatedAt: parley.T(store.Now())})
+	}
+	find := func(word string) []string {
+		t.Helper()
+		var ids []string
+		err := db.View(ctx, func(tx *store.Tx) error {
+			ms, _, err := tx.SearchMessages(store.SearchQuery{UserID: users[1], Words: search.Words(word), Limit: 100})
+			for _, m := range ms {
+				ids = append(ids, m.ID)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+
+	// One transaction: indexed, edited, another indexed and deleted.
+	if err := db.Update(ctx, func(tx *store.Tx) error {
+		if err := send(tx, "msg_a", "alpha first"); err != nil {
+			return err
+		}
+		if err := tx.EditMessage("msg_a", "beta second", store.Now()); err != nil {
+			return err
+		}
+		if err := send(tx, "msg_b", "gamma third"); err != nil {
+			return err
+		}
+		return tx.DeleteMessage("msg_b")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for word, want := range map[string][]string{"alpha": nil, "beta": {"msg_a"}, "second": {"msg_a"}, "gamma": nil} {
+		if got := find(word); !slices.Equal(got, want) {
+			t.Fatalf("search %q found %v, want %v", word, got, want)
+		}
+	}
+
+	// Concurrent sends, every third failing after its insert: batches run
+	// again with savepoints, and only the failed ones' words must be gone.
+	const n = 60
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			err := db.Update(ctx, func(tx *store.Tx) error {
+				if err := send(tx, fmt.Sprintf("msg_%02d", i), fmt.Sprintf("word%02d shared", i)); err != nil {
+					return err
+				}
+				if i%3 == 0 {
+					return errBoom
+				}
+				return nil
+			})
+			if (err != nil) != (i%3 == 0) {
+				t.Errorf("send %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	var want []string
+	for i := range n {
+		got := find(fmt.Sprintf("word%02d", i))
+		if i%3 == 0 {
+			if len(got) != 0 {
+				t.Fatalf("the failed send %d is found: %v", i, got)
+			}
+			continue
+		}
+		id := fmt.Sprintf("msg_%02d", i)
+		if !slices.Equal(got, []string{id}) {
+			t.Fatalf("send %d: search found %v, want [%s]", i, got, id)
+		}
+		want = append(want, id)
+	}
+	if got := find("shared"); !slices.Equal(got, want) {
+		t.Fatalf("search for the shared word found %d messages, want %d", len(got), len(want))
+	}
+}
