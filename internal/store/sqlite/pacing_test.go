@@ -66,10 +66,12 @@ func TestCommitPacing(t *testing.T) {
 		t.Fatalf("commits held %d requests, want %d", r1-r0, n)
 	}
 	t.Logf("%d steady appends in %v: %d commits, %d paced waits", n, span, c1-c0, sqlite.PacedWaits(db))
-	// Paced, commits start commitPace apart but for the first few, before
-	// the writer has seen concurrent callers. Unpaced, on the development
-	// machine, 151–187 commits over 130–140 ms (a bound of 71–78).
-	if most := int(span/sqlite.CommitPace) + 8; int(c1-c0) > most {
+	// Paced, commits start commitPace apart, but for the first few (before
+	// the writer has seen concurrent callers) and those that filled up to
+	// the busiest recent commit early; on the development machine 42–52.
+	// Unpaced, 151–187 over 130–140 ms. A slow machine stretches the
+	// arrivals, and with them the bound.
+	if most := max(n/3, int(span/sqlite.CommitPace)+8); int(c1-c0) > most {
 		t.Fatalf("%d appends arriving steadily over %v took %d commits, want at most %d", n, span, c1-c0, most)
 	}
 	if got := len(readLog(t, db, user)); got != 100+n {
@@ -110,8 +112,9 @@ func TestCommitPacingFixedCallers(t *testing.T) {
 	c1, _ := db.Commits()
 	full := sqlite.PacedFull(db)
 	t.Logf("%d callers × %d writes: %d commits, %d waits, %d of them the whole pace", len(users), rounds, c1-c0, sqlite.PacedWaits(db), full)
-	// Until the writer has seen eight commits alike it waits the pace out;
-	// without the stop at a full set it would every time (about 60).
+	// The first commits wait the pace out, until the writer has seen all
+	// four at once; without the stop at a full set every one would (about
+	// 60).
 	if full > (c1-c0)/2 {
 		t.Fatalf("%d of %d commits waited the whole pace for callers that were all in", full, c1-c0)
 	}

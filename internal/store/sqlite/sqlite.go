@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -503,18 +504,12 @@ const demandCommits = 8
 
 // gather adds to batch the requests that are queued and, when the recent
 // commits saw concurrent callers, those that arrive before commitPace has
-// passed since the last commit began. When every recent commit held the
-// same number of requests, a fixed set of callers each waiting for its
-// answer, nobody else is coming once that many are in: it stops there.
+// passed since the last commit began, or until it holds as many as the
+// busiest recent commit could have: a fixed set of callers, each waiting
+// for its answer, is then all in, and nobody else is coming. (Steady
+// traffic from many callers rarely fills that many before the pace is up.)
 func (db *DB) gather(batch []*request, pace *time.Timer) []*request {
-	most, fixed := db.demand[0], true
-	for _, n := range db.demand[1:] {
-		most, fixed = max(most, n), fixed && n == db.demand[0]
-	}
-	enough := maxBatch
-	if fixed {
-		enough = most
-	}
+	most := slices.Max(db.demand[:])
 	var wait <-chan time.Time
 	if d := time.Until(db.lastCommit.Add(commitPace)); d > 0 && most > 1 {
 		db.pacedWaits.Add(1)
@@ -529,7 +524,7 @@ func (db *DB) gather(batch []*request, pace *time.Timer) []*request {
 			continue
 		default:
 		}
-		if wait == nil || len(batch) >= enough {
+		if wait == nil || len(batch) >= most {
 			break
 		}
 		select {
