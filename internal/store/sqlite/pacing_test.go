@@ -43,22 +43,20 @@ func TestCommitPacing(t *testing.T) {
 	const n = 200
 	c0, r0 := db.Commits()
 	var wg sync.WaitGroup
-	errs := make(chan error, n)
 	start := time.Now()
 	tick := time.NewTicker(500 * time.Microsecond)
 	for i := range n {
 		<-tick.C
 		wg.Go(func() {
 			if err := appendOne(fmt.Sprintf("open%d", i)); err != nil {
-				errs <- err
+				t.Error(err)
 			}
 		})
 	}
 	tick.Stop()
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	if t.Failed() {
+		t.FailNow()
 	}
 	span := time.Since(start)
 	c1, r1 := db.Commits()
@@ -89,25 +87,21 @@ func TestCommitPacingFixedCallers(t *testing.T) {
 	const rounds = 60
 	c0, _ := db.Commits()
 	var wg sync.WaitGroup
-	errs := make(chan error, len(users))
 	for _, u := range users {
 		wg.Go(func() {
-			for i := range rounds {
-				err := db.Update(ctx, func(tx *store.Tx) error {
+			for i := 0; i < rounds && !t.Failed(); i++ {
+				if err := db.Update(ctx, func(tx *store.Tx) error {
 					_, err := tx.Append(ev(u, fmt.Sprint(i)))
 					return err
-				})
-				if err != nil {
-					errs <- err
-					return
+				}); err != nil {
+					t.Error(err)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	if t.Failed() {
+		t.FailNow()
 	}
 	c1, _ := db.Commits()
 	full := sqlite.PacedFull(db)
