@@ -487,11 +487,11 @@ func (db *DB) Close() error {
 // commitPace is the least time between the starts of two commits while
 // several callers write at once. Each commit is an fsync and SQLite's WAL
 // bookkeeping, about 200 µs of CPU on the development machine (a virtual
-// disk, where each write and flush exits to the host), and a steady 1,000 private events a
-// second paid it once per event: the writer was free when each arrived. So
-// when recent commits show concurrent callers, a request that finds the last
-// commit started less than commitPace ago waits for the rest of it,
-// gathering those that arrive meanwhile into its commit. A lone caller
+// disk, where each write and flush exits to the host), and a steady 1,000
+// private events a second paid it once per event: the writer was free when
+// each arrived. So when recent commits show concurrent callers, a request
+// that finds the last commit started less than commitPace ago waits for the
+// rest of it, gathering those that arrive meanwhile into its commit. A lone caller
 // writing back to back never waits (nothing could join it), nor does the
 // first request after a quiet spell. Steady traffic pays at most commitPace
 // more, half on average, for a fraction of the commits (BENCHMARKS.md,
