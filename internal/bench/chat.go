@@ -169,9 +169,8 @@ func (w *chat) Run(ctx context.Context, env *Env) (*Result, error) {
 	r.Add("send_p50", "ms", ms(snd.latency.Quantile(0.5)))
 	r.Add("send_p99", "ms", ms(snd.latency.Quantile(0.99)))
 	if haveProc && sent > 0 {
-		cpu := float64(cpu1.Ticks-cpu0.Ticks) / clockTicks
-		r.Add("server_cpu", "% of a core", cpu/window.Seconds()*100)
-		r.Add("server_cpu_per_1k", "CPU-s/1k messages", cpu/(float64(sent)/1000))
+		r.Add("server_cpu", "% of a core", cpuPercent(cpu0, cpu1))
+		r.Add("server_cpu_per_1k", "CPU-s/1k messages", cpuSeconds(cpu0, cpu1)/(float64(sent)/1000))
 		r.Add("server_rss", "MiB", float64(cpu1.RSS)/(1<<20))
 	}
 	for _, a := range aux {

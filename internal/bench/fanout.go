@@ -104,13 +104,12 @@ func (w *fanout) Run(ctx context.Context, env *Env) (*Result, error) {
 	r.Add("publish_p50", "ms", ms(pub.latency.Quantile(0.5)))
 	r.Add("publish_p99", "ms", ms(pub.latency.Quantile(0.99)))
 	if haveProc {
-		cpu := float64(cpu1.Ticks-cpu0.Ticks) / clockTicks
 		r.Add("server_cpu", "% of a core", cpuPercent(cpu0, cpu1))
 		// The server's peak since it started (a spawned server started
 		// for this run): what a publish overload costs in memory.
 		r.Add("server_rss_peak", "MiB", float64(cpu1.Peak)/(1<<20))
 		if final.Events > 0 {
-			r.Add("cpu_s_per_1M_deliveries", "CPU-s", cpu/float64(final.Events)*1e6)
+			r.Add("cpu_s_per_1M_deliveries", "CPU-s", cpuSeconds(cpu0, cpu1)/float64(final.Events)*1e6)
 		}
 	}
 	r.Add("streams_dropped", "streams", float64(final.Dropped))

@@ -102,9 +102,8 @@ func (w *latency) Run(ctx context.Context, env *Env) (*Result, error) {
 	if haveProc && published > 0 {
 		// From the first publish until the last event arrived: the cost of
 		// an event is its publish call, its commit and its delivery.
-		cpu := float64(cpu1.Ticks-cpu0.Ticks) / clockTicks
-		r.Add("server_cpu", "% of a core", cpu/cpu1.At.Sub(cpu0.At).Seconds()*100)
-		r.Add("server_cpu_per_event", "µs", cpu/float64(published)*1e6)
+		r.Add("server_cpu", "% of a core", cpuPercent(cpu0, cpu1))
+		r.Add("server_cpu_per_event", "µs", cpuSeconds(cpu0, cpu1)/float64(published)*1e6)
 	}
 	if pub.behind.Load() > 0 {
 		r.Notef("the publishers fell behind the schedule %d times (all %d calls in flight): at those moments the server answered too slowly for the rate", pub.behind.Load(), w.publishers)

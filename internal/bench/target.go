@@ -366,13 +366,16 @@ func parseStatTicks(stat []byte) (int64, error) {
 	return u + s, nil
 }
 
+// cpuSeconds is the CPU used between two samples, in seconds.
+func cpuSeconds(a, b procSample) float64 { return float64(b.Ticks-a.Ticks) / clockTicks }
+
 // cpuPercent is the CPU used between two samples, in percent of one core.
 func cpuPercent(a, b procSample) float64 {
 	wall := b.At.Sub(a.At).Seconds()
 	if wall <= 0 {
 		return 0
 	}
-	return float64(b.Ticks-a.Ticks) / clockTicks / wall * 100
+	return cpuSeconds(a, b) / wall * 100
 }
 
 // scrapeMetrics reads the named samples from /metrics. A sample with labels
