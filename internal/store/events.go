@@ -2,7 +2,6 @@ package store
 
 import (
 	"cmp"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +21,7 @@ import (
 // user's run of ids (the row lock is what keeps ids contiguous across
 // concurrent writers and nodes), then multi-row inserts write the events.
 func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
-	return tx.appendEvents(events, false)
+	return tx.appendEvents(events, false, false)
 }
 
 // AppendLive is Append for events about a conversation: a participant whose
@@ -30,14 +29,16 @@ func (tx *Tx) Append(events ...parley.NewEvent) ([]parley.Event, error) {
 // (the others are appended) rather than failing the change. Only the
 // events appended are returned.
 func (tx *Tx) AppendLive(events ...parley.NewEvent) ([]parley.Event, error) {
-	out, err := tx.appendEvents(events, true)
+	out, err := tx.appendEvents(events, true, false)
 	if err != nil {
 		return nil, err
 	}
 	return slices.DeleteFunc(out, func(e parley.Event) bool { return e.ID == 0 }), nil
 }
 
-func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Event, error) {
+// appendEvents appends events. later lets a back end that binds arrays hold
+// the append back (Tx.hold) for a caller that needs no ids from it.
+func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone, later bool) ([]parley.Event, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -71,7 +72,7 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone bool) ([]parley.Ev
 	}
 
 	if _, ok := tx.d.(ArrayBinder); ok && tx.heads == nil {
-		return tx.appendArrays(events, order, users, counts, skipGone)
+		return tx.appendArrays(events, order, users, counts, skipGone, later)
 	}
 	reserve := tx.advanceHeads
 	if tx.heads != nil {
@@ -127,15 +128,15 @@ func (tx *Tx) placeEvents(events []parley.NewEvent, order []int, users []string,
 	return out, nil
 }
 
-// appendEventsSQL is the whole of an append on a back end that binds
+// appendEventsCTEs is the whole of an append on a back end that binds
 // arrays, in one statement: lock the users' heads in user order (two
 // writers with overlapping users then never deadlock: each waits for the
 // other's first common head), advance each by its count, and insert the
 // events with ids under the new heads. Payloads are bound once each (a
 // fan-out's one payload, not one copy per user) and picked by index.
-// It returns the new heads; a user with no head row gets none, and
+// moved holds the new heads; a user with no head row gets none, and
 // neither do their events.
-const appendEventsSQL = `WITH locked AS MATERIALIZED (
+const appendEventsCTEs = `locked AS MATERIALIZED (
 	SELECT user_id FROM event_heads WHERE user_id = ANY(?::text[]) ORDER BY user_id FOR UPDATE
 ), moved AS (
 	UPDATE event_heads h SET last_id = h.last_id + v.n
@@ -146,11 +147,11 @@ const appendEventsSQL = `WITH locked AS MATERIALIZED (
 	INSERT INTO events (user_id, id, type, data, created_at)
 	SELECT e.u, m.last_id - m.n + e.k, e.t, (?::text[])[e.p], ?
 	FROM unnest(?::text[], ?::int[], ?::text[], ?::int[]) AS e(u, k, t, p) JOIN moved m ON m.user_id = e.u
-)
-SELECT user_id, last_id FROM moved`
+)`
 
-// appendArrays is appendEvents in one statement (appendEventsSQL).
-func (tx *Tx) appendArrays(events []parley.NewEvent, order []int, users []string, counts []int, skipGone bool) ([]parley.Event, error) {
+// appendArrays is appendEvents in one statement (appendEventsCTEs), sent
+// at once or, with later, held back for the next statement or the commit.
+func (tx *Tx) appendArrays(events []parley.NewEvent, order []int, users []string, counts []int, skipGone, later bool) ([]parley.Event, error) {
 	// The stored forms do not depend on ids: work them out first, in log
 	// order, with each user's events numbered from 1.
 	byLog := make([]parley.Event, len(order))
@@ -183,26 +184,34 @@ func (tx *Tx) appendArrays(events []parley.NewEvent, order []int, users []string
 		n[j] = int32(c)
 	}
 	now := Now()
-	q, args := appendEventsSQL, []any{users, users, n, payloads, Micros(now), evUsers, ordinals, types, index}
-	held := tx.takeHeld()
-	if held != nil {
-		// The held write goes first, in the same statement.
-		q = "WITH " + strings.Join(held.ctes, ", ") + ", " + strings.TrimPrefix(q, "WITH ")
-		args = append(held.args[:len(held.args):len(held.args)], args...)
-	}
+	var out []parley.Event
 	moved := make(map[string]int64, len(users))
-	rows, err := tx.query(q, args...)
-	if err == nil {
-		err = scanHeads(rows, moved)
+	w := &heldWrite{
+		ctes: []string{appendEventsCTEs},
+		args: []any{users, users, n, payloads, Micros(now), evUsers, ordinals, types, index},
+		last: "SELECT user_id, last_id FROM moved",
+		scan: func(rows Rows) error { return scanHeads(rows, moved) },
+		then: func() error {
+			last, err := movedHeads(users, moved, skipGone)
+			if err == nil {
+				out, err = tx.placeEvents(events, order, users, counts, last, now, nil)
+			}
+			return err
+		},
+		fail: func(err error) error { return fmt.Errorf("append events: %w", err) },
 	}
-	if err != nil {
-		return nil, fmt.Errorf("append events: %w", tx.carried(held, err))
+	if held := tx.takeHeld(); held != nil {
+		// The held write goes first, in the same statement.
+		w = held.after(w)
 	}
-	last, err := movedHeads(users, moved, skipGone)
-	if err != nil {
+	tx.held = w
+	if later {
+		return nil, nil
+	}
+	if err := tx.sendHeld(); err != nil {
 		return nil, err
 	}
-	return tx.placeEvents(events, order, users, counts, last, now, nil)
+	return out, nil
 }
 
 // headChunk and rowChunk keep statements well under both back ends'
@@ -389,7 +398,8 @@ func (tx *Tx) AppendJSON(typ string, data any, userIDs ...string) error {
 	for i, u := range userIDs {
 		evs[i] = parley.NewEvent{UserID: u, Type: typ, Data: b}
 	}
-	_, err = tx.AppendLive(evs...)
+	// No ids are returned, so the append may be held back (appendEvents).
+	_, err = tx.appendEvents(evs, true, true)
 	return err
 }
 
@@ -445,7 +455,7 @@ func (tx *Tx) EventsAfterMax(userID string, after int64, limit, maxBytes int) ([
 }
 
 // scanEvent scans a row of (lead…, id, type, data, created_at) into e.
-func scanEvent(rows *sql.Rows, e *parley.Event, lead ...any) error {
+func scanEvent(rows Rows, e *parley.Event, lead ...any) error {
 	var data string
 	var at int64
 	if err := rows.Scan(append(lead, &e.ID, &e.Type, &data, &at)...); err != nil {
@@ -644,7 +654,7 @@ func inList[K string | int64](ids []K, lead ...any) (string, []any) {
 }
 
 // scanHeads reads (user_id, last_id) rows into heads and closes rows.
-func scanHeads(rows *sql.Rows, heads map[string]int64) error {
+func scanHeads(rows Rows, heads map[string]int64) error {
 	defer rows.Close()
 	for rows.Next() {
 		var u string

@@ -74,18 +74,57 @@ type ArrayBinder interface {
 	BindsArrays()
 }
 
-// Querier is what a Tx runs statements on: a *sql.Tx or a *sql.Conn inside a
-// transaction that the back end manages.
+// Querier is a database/sql handle a Tx may run statements on: a *sql.Tx,
+// *sql.Conn or *sql.DB, or a back end's cache of prepared statements.
 type Querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// Conn is what a Tx runs statements on: a Querier (NewTx wraps it), or a
+// back end's own driver where database/sql would cost round trips
+// (PostgreSQL: pgx's batches send BEGIN with the first statement, and the
+// last with COMMIT).
+type Conn interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) Row
+}
+
+// Rows is the result of a query, as *sql.Rows has it.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close() error
+}
+
+// Row is the result of a query for one row, as *sql.Row has it: Scan
+// returns sql.ErrNoRows (or an error that wraps it) for none.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// sqlConn is the Conn of a database/sql Querier.
+type sqlConn struct{ Querier }
+
+func (c sqlConn) QueryContext(ctx context.Context, query string, args ...any) (Rows, error) {
+	rows, err := c.Querier.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+func (c sqlConn) QueryRowContext(ctx context.Context, query string, args ...any) Row {
+	return c.Querier.QueryRowContext(ctx, query, args...)
+}
+
 // Tx is one transaction. It is not safe for concurrent use.
 type Tx struct {
 	ctx      context.Context
-	q        Querier
+	q        Conn
 	d        Dialect
 	heads    *HeadCache
 	tail     *Tail
@@ -104,19 +143,24 @@ type Tx struct {
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.
 func NewTx(ctx context.Context, q Querier, d Dialect) *Tx {
-	return &Tx{ctx: ctx, q: q, d: d}
+	return &Tx{ctx: ctx, q: sqlConn{q}, d: d}
+}
+
+// NewConnTx is NewTx on a back end's own Conn.
+func NewConnTx(ctx context.Context, c Conn, d Dialect) *Tx {
+	return &Tx{ctx: ctx, q: c, d: d}
 }
 
 // NewReadTx is NewTx for a back end that keeps the newest events in t.
 func NewReadTx(ctx context.Context, q Querier, d Dialect, t *Tail) *Tx {
-	return &Tx{ctx: ctx, q: q, d: d, tail: t}
+	return &Tx{ctx: ctx, q: sqlConn{q}, d: d, tail: t}
 }
 
 // NewWriteTx is NewTx for the single writer of a back end that keeps its log
 // heads in h instead of moving head rows on each append, and appends to the
 // tail t instead of the events table.
 func NewWriteTx(ctx context.Context, q Querier, d Dialect, h *HeadCache, t *Tail) *Tx {
-	return &Tx{ctx: ctx, q: q, d: d, heads: h, tail: t}
+	return &Tx{ctx: ctx, q: sqlConn{q}, d: d, heads: h, tail: t}
 }
 
 // Appended returns the events appended in this transaction, in order.
@@ -132,7 +176,7 @@ func (tx *Tx) exec(query string, args ...any) (sql.Result, error) {
 	return tx.q.ExecContext(tx.ctx, tx.d.Rebind(query), args...)
 }
 
-func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
+func (tx *Tx) query(query string, args ...any) (Rows, error) {
 	if err := tx.sendHeld(); err != nil {
 		return nil, err
 	}
@@ -142,25 +186,51 @@ func (tx *Tx) query(query string, args ...any) (*sql.Rows, error) {
 // queryRow cannot return the error of a held write that fails in front of
 // it: the query then fails too (the transaction is aborted), and End
 // reports the held write's error in its place.
-func (tx *Tx) queryRow(query string, args ...any) *sql.Row {
+func (tx *Tx) queryRow(query string, args ...any) Row {
 	_ = tx.sendHeld()
 	return tx.q.QueryRowContext(tx.ctx, tx.d.Rebind(query), args...)
 }
 
-// heldWrite is a write whose only outcome is success or failure, as common
-// table expressions ("name AS (statement)") that run wherever they are put.
+// heldWrite is a write held back to go out with a later statement, as
+// common table expressions ("name AS (statement)") that run wherever they
+// are put, then a SELECT over them.
 type heldWrite struct {
 	ctes []string
 	args []any
+	// last is the SELECT that ends the statement ("SELECT 1" if empty);
+	// scan reads its rows, if the write has an outcome beyond success, and
+	// then works with what scan read once the statement has succeeded.
+	last string
+	scan func(Rows) error
+	then func() error
 	// fail turns the error of a statement that carried the write into
 	// the write's own (say, a unique violation into ErrDuplicate).
 	fail func(error) error
 }
 
+// statement is the write as one statement.
+func (w *heldWrite) statement() (string, []any) {
+	last := w.last
+	if last == "" {
+		last = "SELECT 1"
+	}
+	return "WITH " + strings.Join(w.ctes, ", ") + " " + last, w.args
+}
+
+// after is w and then next in one statement: w's CTEs first, next's
+// outcome. An error is w's, as w is what the caller asked for first.
+func (w *heldWrite) after(next *heldWrite) *heldWrite {
+	return &heldWrite{
+		ctes: append(w.ctes[:len(w.ctes):len(w.ctes)], next.ctes...),
+		args: append(w.args[:len(w.args):len(w.args)], next.args...),
+		last: next.last, scan: next.scan, then: next.then, fail: w.fail,
+	}
+}
+
 // hold holds w back, on a back end where each statement is a round trip
 // (ArrayBinder), for the next append to carry in the same statement, or
-// the next other statement (or End) to send first: a message's insert
-// then rides with its events, one round trip fewer per message.
+// the next other statement (or the commit) to send first: a message's
+// insert then rides with its events, and those with the COMMIT.
 func (tx *Tx) hold(w *heldWrite) error {
 	if err := tx.sendHeld(); err != nil {
 		return err
@@ -192,8 +262,32 @@ func (tx *Tx) sendHeld() error {
 	if w == nil {
 		return nil
 	}
-	_, err := tx.q.ExecContext(tx.ctx, tx.d.Rebind("WITH "+strings.Join(w.ctes, ", ")+" SELECT 1"), w.args...)
-	return tx.carried(w, err)
+	q, args := w.statement()
+	rows, err := tx.q.QueryContext(tx.ctx, tx.d.Rebind(q), args...)
+	return tx.finishHeld(w, rows, err)
+}
+
+// finishHeld reads the outcome of the statement that ran w.
+func (tx *Tx) finishHeld(w *heldWrite, rows Rows, err error) error {
+	if err == nil {
+		if w.scan != nil {
+			err = w.scan(rows)
+		} else {
+			for rows.Next() {
+			}
+			err = rows.Err()
+		}
+		if cerr := rows.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return tx.carried(w, err)
+	}
+	if w.then != nil {
+		return w.then()
+	}
+	return nil
 }
 
 // End sends what the transaction holds back; a back end calls it before
@@ -208,6 +302,34 @@ func (tx *Tx) End(fnErr error) error {
 		return tx.heldErr
 	}
 	return fnErr
+}
+
+// Held is the write a transaction held back to its end, for a back end
+// that sends it in the round trip of the COMMIT.
+type Held struct {
+	tx *Tx
+	w  *heldWrite
+}
+
+// Statement is the write's statement, with the back end's placeholders.
+func (h *Held) Statement() (string, []any) {
+	q, args := h.w.statement()
+	return h.tx.d.Rebind(q), args
+}
+
+// Finish reads what the statement returned (or its error, err) and closes
+// rows; it returns the write's own error.
+func (h *Held) Finish(rows Rows, err error) error { return h.tx.finishHeld(h.w, rows, err) }
+
+// EndHeld is End for a back end that commits with the last write: it
+// returns that write unsent (nil if there is none).
+func (tx *Tx) EndHeld(fnErr error) (*Held, error) {
+	if fnErr == nil && tx.heldErr == nil {
+		if w := tx.takeHeld(); w != nil {
+			return &Held{tx: tx, w: w}, nil
+		}
+	}
+	return nil, tx.End(fnErr)
 }
 
 // Migrate applies the shared migrations with goose. opts are passed to the

@@ -179,20 +179,41 @@ func TestPoolSizeInURL(t *testing.T) {
 }
 
 // statements counts the statements a connection runs, BEGIN and COMMIT
-// aside: on PostgreSQL each is a round trip, paid on the path of every
-// message while the row locks it took are held.
-type statements struct{ n atomic.Int64 }
+// aside, and the round trips: on PostgreSQL each round trip is paid on the
+// path of every message while the row locks it took are held. A batch
+// is one round trip for all its statements.
+type statements struct{ n, trips atomic.Int64 }
+
+func control(sql string) bool {
+	switch strings.ToLower(strings.TrimSpace(sql)) {
+	case "begin", "commit", "rollback":
+		return true
+	}
+	return strings.HasPrefix(strings.ToLower(sql), "begin ")
+}
 
 func (s *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	switch strings.ToLower(strings.TrimSpace(d.SQL)) {
-	case "begin", "commit", "rollback":
-	default:
+	s.trips.Add(1)
+	if !control(d.SQL) {
 		s.n.Add(1)
 	}
 	return ctx
 }
 
 func (s *statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (s *statements) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	s.trips.Add(1)
+	return ctx
+}
+
+func (s *statements) TraceBatchQuery(_ context.Context, _ *pgx.Conn, d pgx.TraceBatchQueryData) {
+	if !control(d.SQL) {
+		s.n.Add(1)
+	}
+}
+
+func (s *statements) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // TestOneStatementPerStep: an append for any number of users and a
 // receipt flush of any number of markers are one statement each (before:
@@ -222,23 +243,34 @@ func TestOneStatementPerStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	step := func(what string, fn func(tx *store.Tx) error) {
+	// Round trips: the BEGIN goes with the first statement, and the
+	// COMMIT with a last write held back; a transaction of one held
+	// write needs neither.
+	steps := func(what string, stmts, trips int64, fn func(tx *store.Tx) error) {
 		t.Helper()
 		count.n.Store(0)
+		count.trips.Store(0)
 		if err := db.Update(ctx, fn); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if n := count.n.Load(); n != 1 {
-			t.Errorf("%s ran %d statements, want 1", what, n)
+		if n := count.n.Load(); n != stmts {
+			t.Errorf("%s ran %d statements, want %d", what, n, stmts)
+		}
+		if n := count.trips.Load(); n != trips {
+			t.Errorf("%s took %d round trips, want %d", what, n, trips)
 		}
 	}
-	step("an append to two users", func(tx *store.Tx) error {
+	step := func(what string, trips int64, fn func(tx *store.Tx) error) {
+		t.Helper()
+		steps(what, 1, trips, fn)
+	}
+	step("an append to two users", 2, func(tx *store.Tx) error {
 		_, err := tx.Append(parley.NewEvent{UserID: users[1], Type: "app.x", Data: []byte(`{}`)},
 			parley.NewEvent{UserID: users[0], Type: "app.x", Data: []byte(`{}`)})
 		return err
 	})
 	payload := []byte(`{"blob":"` + strings.Repeat("x", 64<<10) + `"}`)
-	step("a fan-out to 1,200 users", func(tx *store.Tx) error {
+	step("a fan-out to 1,200 users", 2, func(tx *store.Tx) error {
 		evs := make([]parley.NewEvent, len(users))
 		for i, u := range users {
 			evs[i] = parley.NewEvent{UserID: u, Type: "app.fan", Data: payload}
@@ -281,12 +313,28 @@ func TestOneStatementPerStep(t *testing.T) {
 	}
 	msg := &parley.Message{ID: "msg_1", ConversationID: "cnv_1", Seq: 1, Kind: parley.MessageUser, SenderID: &users[0],
 		Body: "hello there", ClientID: parley.Ptr("c-1"), CreatedAt: parley.T(store.Now())}
-	step("a message with its search words and its two events", func(tx *store.Tx) error {
+	step("a message with its search words and its two events", 1, func(tx *store.Tx) error {
 		if err := tx.InsertMessage(msg); err != nil {
 			return err
 		}
 		return tx.AppendJSON(parley.EventMessageCreated, msg, users[0], users[1])
 	})
+	// A send as chat makes it: the membership check with the seq, then
+	// the message with its events and the COMMIT.
+	sent := &parley.Message{ID: "msg_3", ConversationID: "cnv_2", Kind: parley.MessageUser, SenderID: &users[2],
+		Body: "and again", CreatedAt: parley.T(store.Now())}
+	steps("a send", 2, 2, func(tx *store.Tx) (err error) {
+		if _, sent.Seq, err = tx.MemberNextSeq("cnv_2", users[2], store.Now()); err != nil {
+			return err
+		}
+		if err := tx.InsertMessage(sent); err != nil {
+			return err
+		}
+		return tx.AppendJSON(parley.EventMessageCreated, sent, users[2], users[3])
+	})
+	if sent.Seq != 1 {
+		t.Errorf("the send took seq %d, want 1", sent.Seq)
+	}
 	err = db.Update(ctx, func(tx *store.Tx) error {
 		again := *msg
 		again.ID = "msg_2"
@@ -331,7 +379,7 @@ func TestOneStatementPerStep(t *testing.T) {
 	}
 
 	var peers []string
-	step("a flush of three delivered markers", func(tx *store.Tx) (err error) {
+	step("a flush of three delivered markers", 2, func(tx *store.Tx) (err error) {
 		peers, err = tx.AdvanceDeliveredAll([]store.Delivery{
 			{ConversationID: "cnv_1", UserID: users[0], UpTo: 3},
 			{ConversationID: "cnv_2", UserID: users[3], UpTo: 5},
@@ -342,7 +390,7 @@ func TestOneStatementPerStep(t *testing.T) {
 	if want := []string{users[1], users[2], users[0]}; !slices.Equal(peers, want) {
 		t.Errorf("peers = %q, want %q", peers, want)
 	}
-	step("the same markers again, and one moved back", func(tx *store.Tx) (err error) {
+	step("the same markers again, and one moved back", 2, func(tx *store.Tx) (err error) {
 		peers, err = tx.AdvanceDeliveredAll([]store.Delivery{
 			{ConversationID: "cnv_1", UserID: users[0], UpTo: 3},
 			{ConversationID: "cnv_2", UserID: users[3], UpTo: 4},
