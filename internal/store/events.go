@@ -200,11 +200,10 @@ func (tx *Tx) appendArrays(events []parley.NewEvent, order []int, users []string
 		},
 		fail: func(err error) error { return fmt.Errorf("append events: %w", err) },
 	}
-	if held := tx.takeHeld(); held != nil {
-		// The held write goes first, in the same statement.
-		w = held.after(w)
+	// A held message goes first, in the same statement (hold).
+	if err := tx.hold(w); err != nil {
+		return nil, err
 	}
-	tx.held = w
 	if later {
 		return nil, nil
 	}

@@ -200,6 +200,8 @@ type heldWrite struct {
 	// last is the SELECT that ends the statement ("SELECT 1" if empty);
 	// scan reads its rows, if the write has an outcome beyond success, and
 	// then works with what scan read once the statement has succeeded.
+	// A write held past the call that made it must have a then that
+	// cannot fail: a back end may run it after the COMMIT.
 	last string
 	scan func(Rows) error
 	then func() error
@@ -219,6 +221,7 @@ func (w *heldWrite) statement() (string, []any) {
 
 // after is w and then next in one statement: w's CTEs first, next's
 // outcome. An error is w's, as w is what the caller asked for first.
+// w must have no outcome of its own (hold checks).
 func (w *heldWrite) after(next *heldWrite) *heldWrite {
 	return &heldWrite{
 		ctes: append(w.ctes[:len(w.ctes):len(w.ctes)], next.ctes...),
@@ -230,8 +233,15 @@ func (w *heldWrite) after(next *heldWrite) *heldWrite {
 // hold holds w back, on a back end where each statement is a round trip
 // (ArrayBinder), for the next append to carry in the same statement, or
 // the next other statement (or the commit) to send first: a message's
-// insert then rides with its events, and those with the COMMIT.
+// insert then rides with its events, and those with the COMMIT. A write
+// already held goes first: in w's statement if it has no outcome and w
+// has one (an append carrying a message: their CTEs' names differ), on
+// its own otherwise.
 func (tx *Tx) hold(w *heldWrite) error {
+	if prev := tx.held; prev != nil && prev.scan == nil && prev.then == nil && w.scan != nil {
+		tx.held = prev.after(w)
+		return nil
+	}
 	if err := tx.sendHeld(); err != nil {
 		return err
 	}
@@ -269,6 +279,17 @@ func (tx *Tx) sendHeld() error {
 
 // finishHeld reads the outcome of the statement that ran w.
 func (tx *Tx) finishHeld(w *heldWrite, rows Rows, err error) error {
+	if err := tx.scanHeld(w, rows, err); err != nil {
+		return err
+	}
+	if w.then != nil {
+		return w.then()
+	}
+	return nil
+}
+
+// scanHeld reads the rows of the statement that ran w, and closes them.
+func (tx *Tx) scanHeld(w *heldWrite, rows Rows, err error) error {
 	if err == nil {
 		if w.scan != nil {
 			err = w.scan(rows)
@@ -281,13 +302,7 @@ func (tx *Tx) finishHeld(w *heldWrite, rows Rows, err error) error {
 			err = cerr
 		}
 	}
-	if err != nil {
-		return tx.carried(w, err)
-	}
-	if w.then != nil {
-		return w.then()
-	}
-	return nil
+	return tx.carried(w, err)
 }
 
 // End sends what the transaction holds back; a back end calls it before
@@ -317,9 +332,17 @@ func (h *Held) Statement() (string, []any) {
 	return h.tx.d.Rebind(q), args
 }
 
-// Finish reads what the statement returned (or its error, err) and closes
+// Scan reads what the statement returned (or its error, err) and closes
 // rows; it returns the write's own error.
-func (h *Held) Finish(rows Rows, err error) error { return h.tx.finishHeld(h.w, rows, err) }
+func (h *Held) Scan(rows Rows, err error) error { return h.tx.scanHeld(h.w, rows, err) }
+
+// Committed finishes the write's work in the transaction (its events'
+// ids) once the statement and the COMMIT have succeeded.
+func (h *Held) Committed() {
+	if h.w.then != nil {
+		_ = h.w.then() // cannot fail for a held write (heldWrite.then)
+	}
+}
 
 // EndHeld is End for a back end that commits with the last write: it
 // returns that write unsent (nil if there is none).

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -92,6 +93,11 @@ func (c *txConn) QueryRowContext(ctx context.Context, query string, args ...any)
 // COMMIT. A transaction whose one statement is held is sent without BEGIN
 // and COMMIT: one statement is a transaction of its own.
 func (c *txConn) commit(ctx context.Context, held *store.Held) error {
+	if c.tx != nil && c.conn.PgConn().TxStatus() == 'I' {
+		// The BEGIN failed and fn went on: a held write sent now would
+		// commit on its own, without what came before it.
+		return fmt.Errorf("commit: %w", pgx.ErrTxClosed)
+	}
 	if held == nil {
 		if c.tx == nil {
 			return nil
@@ -109,34 +115,39 @@ func (c *txConn) commit(ctx context.Context, held *store.Held) error {
 	}
 	br := c.conn.SendBatch(ctx, b)
 	rows, err := br.Query()
-	if err = held.Finish(pgxRows{rows}, err); err == nil && c.tx != nil {
-		if _, err = br.Exec(); err != nil {
+	// A failed statement stops the batch before the COMMIT, which leaves
+	// the transaction aborted for the ROLLBACK below. (The COMMIT is on
+	// its way with the statement: were the rows of a statement that
+	// succeeded unreadable here, it would commit all the same.)
+	if err = held.Scan(pgxRows{rows}, err); err == nil && c.tx != nil {
+		var tag pgconn.CommandTag
+		if tag, err = br.Exec(); err != nil {
 			err = fmt.Errorf("commit: %w", err)
+		} else if tag.String() == "ROLLBACK" {
+			err = pgx.ErrTxCommitRollback
 		}
 	}
 	if cerr := br.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("commit: %w", cerr)
 	}
 	if err != nil {
-		// The statement failed and the COMMIT never ran: the transaction
-		// is aborted and waits for a ROLLBACK.
 		c.rollback(ctx)
 		return err
 	}
-	if c.conn.PgConn().TxStatus() != 'I' {
-		// A COMMIT of an aborted transaction reports success and rolls back.
-		return pgx.ErrTxCommitRollback
-	}
+	held.Committed()
 	return nil
 }
 
-// rollback ends the transaction if it began and is still open. A failed
-// rollback leaves the connection inside a transaction, and the pool
-// closes it on Release.
+// rollback ends the transaction if it began and is still open. It runs
+// when the caller may have gone (a View's request cancelled), so not
+// under the caller's context; a connection left inside a transaction is
+// closed by the pool on Release instead of reused.
 func (c *txConn) rollback(ctx context.Context) {
 	if c.tx == nil || c.conn.PgConn().TxStatus() == 'I' {
 		return
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
 	_, _ = c.conn.Exec(ctx, "ROLLBACK")
 }
 

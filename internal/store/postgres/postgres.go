@@ -1,8 +1,9 @@
 // Package postgres is the store for several nodes: PostgreSQL through
 // jackc/pgx and its pool. The shared store.Tx queries run on pgx's own
 // interface rather than its database/sql driver, for its batches: a
-// transaction's BEGIN goes out with its first statement and its COMMIT with
-// its last, two round trips fewer per transaction (see txConn).
+// transaction's BEGIN goes out with its first statement, and its COMMIT
+// with its last write where that was held back (a message with its
+// events): up to two round trips fewer per transaction (see txConn).
 //
 // Each Update is one transaction at READ COMMITTED. A user's ids stay
 // contiguous across nodes because Tx.Append advances the user's log head
@@ -80,7 +81,9 @@ func open(ctx context.Context, rawURL string, hook store.CommitHook, tracer pgx.
 	if !strings.Contains(rawURL, "pool_max_conns=") {
 		cfg.MaxConns = defaultPoolSize()
 	}
-	cfg.MaxConnIdleTime = 5 * time.Minute
+	if !strings.Contains(rawURL, "pool_max_conn_idle_time=") {
+		cfg.MaxConnIdleTime = 5 * time.Minute
+	}
 	cfg.ConnConfig.Tracer = tracer
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -223,7 +223,8 @@ func TestOneStatementPerStep(t *testing.T) {
 	url := testenv.FreshDatabase(t, testenv.Postgres(t))
 	ctx := context.Background()
 	var count statements
-	db, err := postgres.OpenTraced(ctx, url, nil, &count)
+	var committed []parley.Event // the hook's, from the last commit
+	db, err := postgres.OpenTraced(ctx, url, func(evs []parley.Event) { committed = evs }, &count)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,6 +335,22 @@ func TestOneStatementPerStep(t *testing.T) {
 	})
 	if sent.Seq != 1 {
 		t.Errorf("the send took seq %d, want 1", sent.Seq)
+	}
+	// Two appends held back in a row: the first goes out on its own when
+	// the second is held, the second with the COMMIT, and both reach the
+	// hook with their ids (each log holds the fan-out above).
+	steps("two appends held back", 2, 2, func(tx *store.Tx) error {
+		if err := tx.AppendJSON("app.a", map[string]int{"n": 1}, users[10], users[11]); err != nil {
+			return err
+		}
+		return tx.AppendJSON("app.b", map[string]int{"n": 2}, users[10])
+	})
+	var got []string
+	for _, e := range committed {
+		got = append(got, fmt.Sprintf("%s/%d/%s", e.UserID, e.ID, e.Type))
+	}
+	if want := []string{users[10] + "/2/app.a", users[11] + "/2/app.a", users[10] + "/3/app.b"}; !slices.Equal(got, want) {
+		t.Errorf("committed %q, want %q", got, want)
 	}
 	err = db.Update(ctx, func(tx *store.Tx) error {
 		again := *msg
