@@ -219,26 +219,54 @@ func (w *heldWrite) statement() (string, []any) {
 	return "WITH " + strings.Join(w.ctes, ", ") + " " + last, w.args
 }
 
-// after is w and then next in one statement: w's CTEs first, next's
-// outcome. An error is w's, as w is what the caller asked for first.
-// w must have no outcome of its own (hold checks).
+// outcome reports whether the write returns more than success.
+func (w *heldWrite) outcome() bool { return w.scan != nil || w.then != nil }
+
+// joins reports whether w and next can be one statement: at most one of
+// them has an outcome, and their CTEs' names differ (two messages, or two
+// appends, cannot share one).
+func (w *heldWrite) joins(next *heldWrite) bool {
+	if w.outcome() && next.outcome() {
+		return false
+	}
+	for _, a := range w.ctes {
+		for _, b := range next.ctes {
+			if cteName(a) == cteName(b) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func cteName(cte string) string {
+	name, _, _ := strings.Cut(cte, " ")
+	return name
+}
+
+// after is w and then next in one statement: w's CTEs first, and the
+// outcome of whichever has one (joins). An error is w's, as w is what the
+// caller asked for first.
 func (w *heldWrite) after(next *heldWrite) *heldWrite {
+	out := next
+	if w.outcome() {
+		out = w
+	}
 	return &heldWrite{
 		ctes: append(w.ctes[:len(w.ctes):len(w.ctes)], next.ctes...),
 		args: append(w.args[:len(w.args):len(w.args)], next.args...),
-		last: next.last, scan: next.scan, then: next.then, fail: w.fail,
+		last: out.last, scan: out.scan, then: out.then, fail: w.fail,
 	}
 }
 
 // hold holds w back, on a back end where each statement is a round trip
 // (ArrayBinder), for the next append to carry in the same statement, or
 // the next other statement (or the commit) to send first: a message's
-// insert then rides with its events, and those with the COMMIT. A write
-// already held goes first: in w's statement if it has no outcome and w
-// has one (an append carrying a message: their CTEs' names differ), on
-// its own otherwise.
+// insert then rides with its events and its webhook, and those with the
+// COMMIT. A write already held goes first: in w's statement where the two
+// join (an append carrying a message), on its own otherwise.
 func (tx *Tx) hold(w *heldWrite) error {
-	if prev := tx.held; prev != nil && prev.scan == nil && prev.then == nil && w.scan != nil {
+	if prev := tx.held; prev != nil && prev.joins(w) {
 		tx.held = prev.after(w)
 		return nil
 	}

@@ -52,10 +52,17 @@ func (tx *Tx) InsertWebhook(typ, conversationID, messageID string, data any) err
 		return fmt.Errorf("marshal webhook %s: %w", typ, err)
 	}
 	at := Micros(now)
-	if _, err := tx.exec(`INSERT INTO webhooks (id, ord, type, conversation_id, message_id, body, created_at, retry_from, state, next_at)
-		VALUES (?, (SELECT COALESCE(MAX(ord), 0) + 1 FROM webhooks WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?, ?)`,
-		parley.NewID("wh"), conversationID, typ, conversationID, messageID, b, at, at, WebhookPending, at); err != nil {
-		return fmt.Errorf("insert webhook: %w", err)
+	insert := `INSERT INTO webhooks (id, ord, type, conversation_id, message_id, body, created_at, retry_from, state, next_at)
+		VALUES (?, (SELECT COALESCE(MAX(ord), 0) + 1 FROM webhooks WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?, ?)`
+	args := []any{parley.NewID("wh"), conversationID, typ, conversationID, messageID, b, at, at, WebhookPending, at}
+	fail := func(err error) error { return fmt.Errorf("insert webhook: %w", err) }
+	if _, ok := tx.d.(ArrayBinder); ok {
+		// PostgreSQL: the webhook rides with the message and its events
+		// (Tx.hold), so a send with webhooks on is no round trip dearer.
+		return tx.hold(&heldWrite{ctes: []string{"held_wh AS (" + insert + ")"}, args: args, fail: fail})
+	}
+	if _, err := tx.exec(insert, args...); err != nil {
+		return fail(err)
 	}
 	return nil
 }

@@ -336,6 +336,35 @@ func TestOneStatementPerStep(t *testing.T) {
 	if sent.Seq != 1 {
 		t.Errorf("the send took seq %d, want 1", sent.Seq)
 	}
+	// With its webhook, a send is no dearer: the webhook rides with the
+	// message and its events.
+	hooked := &parley.Message{ID: "msg_4", ConversationID: "cnv_2", Kind: parley.MessageUser, SenderID: &users[3],
+		Body: "with a webhook", CreatedAt: parley.T(store.Now())}
+	steps("a send with its webhook", 2, 2, func(tx *store.Tx) (err error) {
+		if _, hooked.Seq, err = tx.MemberNextSeq("cnv_2", users[3], store.Now()); err != nil {
+			return err
+		}
+		if err := tx.InsertMessage(hooked); err != nil {
+			return err
+		}
+		if err := tx.AppendJSON(parley.EventMessageCreated, hooked, users[3], users[2]); err != nil {
+			return err
+		}
+		return tx.InsertWebhook("message.created", "cnv_2", hooked.ID, hooked)
+	})
+	if len(committed) != 2 || committed[0].Type != parley.EventMessageCreated {
+		t.Errorf("the send with its webhook committed %d events, want its two", len(committed))
+	}
+	err = db.View(ctx, func(tx *store.Tx) error {
+		pending, _, err := tx.WebhookCounts()
+		if err == nil && pending != 1 {
+			err = fmt.Errorf("%d webhooks pending, want the send's one", pending)
+		}
+		return err
+	})
+	if err != nil {
+		t.Error(err)
+	}
 	// Two appends held back in a row: the first goes out on its own when
 	// the second is held, the second with the COMMIT, and both reach the
 	// hook with their ids (each log holds the fan-out above).
