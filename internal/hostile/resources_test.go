@@ -167,7 +167,7 @@ func TestConnectionsPerAddressCapped(t *testing.T) {
 // liveMB is this process's live Go heap in MiB, as the last garbage
 // collection found it: what the program holds, not the garbage it has
 // yet to collect.
-func liveMB() float64 {
+func liveMB(*testing.T) float64 {
 	m := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(m)
 	return float64(m[0].Value.Uint64()) / (1 << 20)
@@ -225,7 +225,7 @@ func TestNonReadingClientsBounded(t *testing.T) {
 	// RSS is measured, as a deployment sees it.
 	mem, what := rssMB, "RSS"
 	if raceEnabled {
-		mem, what = func(*testing.T) float64 { return liveMB() }, "live heap"
+		mem, what = liveMB, "live heap"
 	}
 	runtime.GC()
 	debug.FreeOSMemory()

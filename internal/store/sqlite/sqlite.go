@@ -64,17 +64,15 @@ type DB struct {
 	done     chan struct{}
 	closed   chan struct{}
 	ckptDone chan struct{}
-	commits  atomic.Uint64 // commits so far: the checkpointer skips idle ticks
+	commits  atomic.Uint64 // commits so far: the checkpointer skips idle ticks; a metric
 
-	// Of the writer's own: when its last commit of requests began, and
-	// for a metric, how many such commits and requests there were.
+	// Of the writer's own: when its last commit of requests began.
 	lastCommit     time.Time
 	demand         [demandCommits]int // noteDemand
 	queuedAtFinish int
 	pacedWaits     atomic.Uint64 // gathers that waited, for tests
 	pacedFull      atomic.Uint64 // gathers that waited all of commitPace
-	commitCount    atomic.Uint64
-	committed      atomic.Uint64
+	committed      atomic.Uint64 // requests the commits counted in commits held
 
 	tail *store.Tail // the newest events, not yet merged into the tables
 	lock *os.File    // held while open: one process per database file
@@ -433,9 +431,9 @@ func (db *DB) TailFull() bool { return db.tail.Full() }
 func (db *DB) MergeFailures() uint64 { return db.mergeFailures.Load() }
 
 // Commits returns how many group commits of requests the writer made, and
-// how many requests (transactions) they held, since the store opened.
+// how many requests (transactions) they committed, since the store opened.
 func (db *DB) Commits() (commits, requests uint64) {
-	return db.commitCount.Load(), db.committed.Load()
+	return db.commits.Load(), db.committed.Load()
 }
 
 // SetLogger sets where the store logs what goes wrong in the background
@@ -599,8 +597,6 @@ func (db *DB) writer() {
 		batch = db.gather(append(batch[:0], first), pace)
 		before := db.tail.Unmerged()
 		db.lastCommit = time.Now()
-		db.commitCount.Add(1)
-		db.committed.Add(uint64(len(batch)))
 		db.commit(ctx, wc, batch)
 		db.noteDemand(len(batch) + db.queuedAtFinish)
 		db.keepUp(ctx, wc, db.tail.Unmerged()-before)
@@ -800,8 +796,14 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	// The batch's full-text writes last, after every statement that could
 	// take a savepoint (store.Tx.DeferFullText says why); a request that
 	// failed holds none (run).
-	tx := store.NewTx(ctx, conn, dialect{})
+	var tx *store.Tx
 	for _, req := range batch {
+		if len(req.fts) == 0 {
+			continue
+		}
+		if tx == nil {
+			tx = store.NewTx(ctx, conn, dialect{})
+		}
 		if err := tx.WriteFullText(req.fts...); err != nil {
 			db.rollback(ctx, conn)
 			finish(err)
@@ -818,6 +820,9 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	// Into the tail before the hook: a stream woken by an event must find
 	// it in the log.
 	for _, req := range batch {
+		if req.err == nil {
+			db.committed.Add(1)
+		}
 		db.tail.Add(req.batches...)
 		for _, m := range req.merges {
 			db.tail.Merged(m)
