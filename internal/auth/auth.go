@@ -34,6 +34,7 @@ type Service struct {
 	// is kept to a tenth of the idle timeout instead of a write per request,
 	// and not at all without one (nothing else reads it then). 0 = never.
 	touchEvery time.Duration
+	cache      *sessionCache // nil: every request reads its session
 
 	dummyOnce sync.Once
 	dummyHash []byte
@@ -232,6 +233,14 @@ func (s *Service) Authenticate(ctx context.Context, token string, activity bool)
 // loadSession reads a session and its user; parley.NotFound if either is
 // gone.
 func (s *Service) loadSession(ctx context.Context, sessionID string) (*Principal, error) {
+	now := time.Now()
+	var mark uint64
+	if s.cache != nil {
+		if p, ok := s.cache.get(sessionID, now); ok {
+			return p, nil
+		}
+		mark = s.cache.mark()
+	}
 	var p Principal
 	err := s.Store.Read(ctx, func(tx *store.Tx) (err error) {
 		p.Session, p.User, err = tx.SessionWithUser(sessionID)
@@ -240,7 +249,19 @@ func (s *Service) loadSession(ctx context.Context, sessionID string) (*Principal
 	if err != nil {
 		return nil, err
 	}
+	if s.cache != nil {
+		s.cache.put(&p, mark, now)
+	}
 	return &p, nil
+}
+
+// CacheSessions keeps up to max sessions, with their users, in memory for
+// the requests that name them, and returns what the store must call with
+// every committed change of sessions and users (store.ChangeHook). Only for
+// a store no other process writes; call it before serving.
+func (s *Service) CacheSessions(max int) store.ChangeHook {
+	s.cache = newSessionCache(max, time.Minute)
+	return s.cache.forget
 }
 
 // admit lets a principal in if its session is live and the account not

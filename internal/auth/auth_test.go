@@ -43,6 +43,7 @@ func FuzzAuthenticate(f *testing.F) {
 	ctx := context.Background()
 	db := mustOpen(f)
 	s := auth.New(db, []byte(secret), time.Hour, time.Hour, 4)
+	db.OnChange(s.CacheSessions(100)) // as a node on the embedded store runs
 	live := mustRegister(f, s, "alice")
 	revoked := mustRegister(f, s, "bob")
 	p, err := s.Authenticate(ctx, revoked.Token, false)

@@ -151,6 +151,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		s.metrics.WatchStore(db.TailFull, db.MergeFailures)
 		s.metrics.WatchCommits(db.Commits)
 		db.SetLogger(logger)
+		// This process is the file's only writer, so the store hears of
+		// every change to a session or user and a cache of them stays exact.
+		db.OnChange(s.auth.CacheSessions(sessionCacheSize))
 	}
 	s.api = &httpapi.API{
 		Config: cfg, Auth: s.auth, Store: s.store, Streams: streams, Metrics: s.metrics, Logger: logger,
@@ -604,6 +607,10 @@ func loadSecret(cfg config.Config) ([]byte, error) {
 // database, the listener, requests in flight (a stream being opened holds
 // two descriptors for a moment) and the requests that are refused with 503.
 const reservedFiles = 512
+
+// sessionCacheSize bounds the sessions kept in memory for requests (auth),
+// at about 600 bytes each: 30 MiB at most.
+const sessionCacheSize = 50_000
 
 // streamCapacity is how many streams fit under the open-files limit.
 func streamCapacity() int {

@@ -139,6 +139,7 @@ type Tx struct {
 	// FTS5 writes held back to the end of a group commit (DeferFullText).
 	deferFTS  bool
 	ftsWrites []FullTextWrite
+	changes   Changes // sessions and users written (ChangeHook)
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.

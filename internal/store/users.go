@@ -88,6 +88,7 @@ func (tx *Tx) UserByExternalID(externalID string) (*parley.User, error) {
 
 // UpdateUser sets a user's display name and role.
 func (tx *Tx) UpdateUser(id, displayName, role string) error {
+	tx.userChanged(id)
 	_, err := tx.exec(`UPDATE users SET display_name = ?, role = ? WHERE id = ?`, displayName, role, id)
 	if err != nil {
 		return fmt.Errorf("update user: %w", err)
@@ -99,6 +100,7 @@ func (tx *Tx) UpdateUser(id, displayName, role string) error {
 // everywhere (auth) while its erasure runs, and found again only to finish
 // that erasure.
 func (tx *Tx) MarkErased(id string, at time.Time) error {
+	tx.userChanged(id)
 	_, err := tx.exec(`UPDATE users SET erased_at = ? WHERE id = ? AND erased_at IS NULL`, Micros(at), id)
 	if err != nil {
 		return fmt.Errorf("mark erased: %w", err)
@@ -114,6 +116,7 @@ const ErasedName = "Deleted user"
 // external id (a new token with the same sub makes a new user), no name,
 // no bio, no password, no last_seen.
 func (tx *Tx) EraseUser(id string, at time.Time) error {
+	tx.userChanged(id)
 	_, err := tx.exec(`UPDATE users SET username = ?, external_id = NULL, display_name = ?, password_hash = '',
 		last_seen = NULL, bio = '', erased_at = COALESCE(erased_at, ?) WHERE id = ?`, noUsername+id, ErasedName, Micros(at), id)
 	if err != nil {
@@ -126,6 +129,7 @@ func (tx *Tx) EraseUser(id string, at time.Time) error {
 // their push subscriptions, and returns their ids, so that their streams
 // can be told.
 func (tx *Tx) RevokeUserSessions(userID string) ([]string, error) {
+	tx.userChanged(userID)
 	rows, err := tx.query(`UPDATE sessions SET revoked = ?, revoked_at = ? WHERE user_id = ? AND revoked = ? RETURNING id`,
 		true, Micros(Now()), userID, false)
 	if err != nil {
@@ -237,6 +241,7 @@ func (tx *Tx) Users(viewerID, role string, limit int) ([]*parley.User, error) {
 
 // SetLastSeen records when the user was last online.
 func (tx *Tx) SetLastSeen(userID string, at time.Time) error {
+	tx.userChanged(userID)
 	_, err := tx.exec(`UPDATE users SET last_seen = ? WHERE id = ?`, Micros(at), userID)
 	return err
 }
@@ -317,6 +322,7 @@ func (l leadingScan) Scan(dest ...any) error {
 
 // TouchSession moves the session's last activity forward to at.
 func (tx *Tx) TouchSession(id string, at time.Time) error {
+	tx.sessionChanged(id)
 	_, err := tx.exec(`UPDATE sessions SET last_active = ? WHERE id = ? AND last_active < ?`, Micros(at), id, Micros(at))
 	return err
 }
@@ -351,6 +357,7 @@ func (tx *Tx) EndedBetween(from, to time.Time, idle time.Duration) ([]parley.Ses
 // RevokeSession ends the session at once, and with it the session's push
 // subscription.
 func (tx *Tx) RevokeSession(id string) error {
+	tx.sessionChanged(id)
 	if _, err := tx.exec(`UPDATE sessions SET revoked = ?, revoked_at = ? WHERE id = ?`, true, Micros(Now()), id); err != nil {
 		return err
 	}

@@ -79,6 +79,7 @@ type DB struct {
 	full store.Space // whether the disk (or the database's size limit) is full
 
 	logger        atomic.Pointer[slog.Logger]
+	onChange      atomic.Pointer[store.ChangeHook]
 	mergeFailures atomic.Uint64 // merge steps that failed, for a metric
 
 	// Writer only:
@@ -98,6 +99,7 @@ type request struct {
 	batches []store.Batch         // for the tail, once committed
 	merges  []*store.MergeStep    // for the tail, once committed
 	fts     []store.FullTextWrite // made at the end of the batch
+	changes store.Changes         // for the change hook, once committed
 	done    chan struct{}
 }
 
@@ -435,6 +437,12 @@ func (db *DB) MergeFailures() uint64 { return db.mergeFailures.Load() }
 func (db *DB) Commits() (commits, requests uint64) {
 	return db.commits.Load(), db.committed.Load()
 }
+
+// OnChange has fn hear of the sessions and users each commit changed,
+// before the Updates that changed them return. This process is the
+// database's only writer (the lock), so fn hears of every change: a cache
+// of them in front of the store stays exact.
+func (db *DB) OnChange(fn store.ChangeHook) { db.onChange.Store(&fn) }
 
 // SetLogger sets where the store logs what goes wrong in the background
 // (failed merges, refused appends); slog's default until then.
@@ -828,6 +836,13 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 			db.tail.Merged(m)
 		}
 	}
+	if fn := db.onChange.Load(); fn != nil {
+		for _, req := range batch {
+			if req.err == nil && !req.changes.Empty() {
+				(*fn)(req.changes)
+			}
+		}
+	}
 	if db.hook != nil {
 		var all []parley.Event
 		for _, req := range batch {
@@ -862,6 +877,7 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 		return false
 	}
 	req.events, req.batches, req.merges, req.fts = tx.Appended(), tx.Batches(), tx.Merges(), tx.FullTextWrites()
+	req.changes = tx.Changes()
 	return true
 }
 
