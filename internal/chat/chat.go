@@ -336,7 +336,7 @@ func (s *Service) insertMessageAt(tx *store.Tx, convID string, senderID *string,
 		kind = parley.MessageSystem
 	}
 	msg := &parley.Message{
-		ID: parley.NewID("msg"), ConversationID: convID, Seq: seq, Kind: kind, SenderID: senderID,
+		ID: parley.NewTimeID("msg"), ConversationID: convID, Seq: seq, Kind: kind, SenderID: senderID,
 		Body: m.Body, ReplyTo: reply, CreatedAt: parley.T(now),
 	}
 	if m.ClientID != "" {

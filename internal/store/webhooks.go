@@ -54,7 +54,7 @@ func (tx *Tx) InsertWebhook(typ, conversationID, messageID string, data any) err
 	at := Micros(now)
 	insert := `INSERT INTO webhooks (id, ord, type, conversation_id, message_id, body, created_at, retry_from, state, next_at)
 		VALUES (?, (SELECT COALESCE(MAX(ord), 0) + 1 FROM webhooks WHERE conversation_id = ?), ?, ?, ?, ?, ?, ?, ?, ?)`
-	args := []any{parley.NewID("wh"), conversationID, typ, conversationID, messageID, b, at, at, WebhookPending, at}
+	args := []any{parley.NewTimeID("wh"), conversationID, typ, conversationID, messageID, b, at, at, WebhookPending, at}
 	fail := func(err error) error { return fmt.Errorf("insert webhook: %w", err) }
 	if _, ok := tx.d.(ArrayBinder); ok {
 		// PostgreSQL: the webhook rides with the message and its events
