@@ -249,6 +249,9 @@ func (s *Service) loadSession(ctx context.Context, sessionID string) (*Principal
 	if err != nil {
 		return nil, err
 	}
+	// Login reads the hash itself; a request never needs it, and a cached
+	// principal does not keep it, so no principal carries it.
+	p.User.PasswordHash = nil
 	if s.cache != nil {
 		s.cache.put(&p, mark, now)
 	}

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"slices"
 	"sync"
 	"time"
 
@@ -21,8 +20,10 @@ type sessionCache struct {
 	ttl time.Duration // a bound on staleness should a change go unheard
 
 	mu      sync.Mutex
-	entries map[string]cached   // by session id
-	byUser  map[string][]string // user id → session ids in entries (a few)
+	entries map[string]cached // by session id
+	// byUser finds a user's entries when the user changes. A set: an app
+	// that signs a token per page view gives a user thousands of sessions.
+	byUser map[string]map[string]struct{}
 	// forgets counts the changes heard. A load that began before one may
 	// hold what it changed, so it is not kept (put).
 	forgets uint64
@@ -34,16 +35,21 @@ type cached struct {
 }
 
 func newSessionCache(max int, ttl time.Duration) *sessionCache {
-	return &sessionCache{max: max, ttl: ttl, entries: make(map[string]cached), byUser: make(map[string][]string)}
+	return &sessionCache{max: max, ttl: ttl, entries: make(map[string]cached), byUser: make(map[string]map[string]struct{})}
 }
 
-// get returns a copy of the session's principal, which the caller may
-// change (handlers decorate the user with presence).
+// get returns a copy of the session's principal. The caller may set its
+// fields; the pointers it shares with the cache (Username, ExternalID,
+// LastSeen) are replaced, never written through (presence decorates so).
 func (c *sessionCache) get(sessionID string, now time.Time) (*Principal, bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	e, ok := c.entries[sessionID]
-	c.mu.Unlock()
-	if !ok || now.Sub(e.loaded) >= c.ttl {
+	if !ok {
+		return nil, false
+	}
+	if now.Sub(e.loaded) >= c.ttl {
+		c.drop(sessionID)
 		return nil, false
 	}
 	sess, u := *e.p.Session, *e.p.User
@@ -60,7 +66,6 @@ func (c *sessionCache) mark() uint64 {
 // put keeps p, loaded at now, unless a change was heard since mark.
 func (c *sessionCache) put(p *Principal, mark uint64, now time.Time) {
 	sess, u := *p.Session, *p.User
-	u.PasswordHash = nil // login reads its own; a request never needs it
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.forgets != mark {
@@ -72,13 +77,16 @@ func (c *sessionCache) put(p *Principal, mark uint64, now time.Time) {
 			break
 		}
 	}
-	if _, ok := c.entries[sess.ID]; !ok {
-		c.byUser[u.ID] = append(c.byUser[u.ID], sess.ID)
-	}
 	c.entries[sess.ID] = cached{p: Principal{Session: &sess, User: &u}, loaded: now}
+	ids := c.byUser[u.ID]
+	if ids == nil {
+		ids = make(map[string]struct{}, 1)
+		c.byUser[u.ID] = ids
+	}
+	ids[sess.ID] = struct{}{}
 }
 
-// forget drops what a committed transaction changed.
+// forget drops what a transaction changed.
 func (c *sessionCache) forget(ch store.Changes) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -87,9 +95,10 @@ func (c *sessionCache) forget(ch store.Changes) {
 		c.drop(id)
 	}
 	for _, uid := range ch.Users {
-		for _, id := range slices.Clone(c.byUser[uid]) { // drop edits it
-			c.drop(id)
+		for id := range c.byUser[uid] {
+			delete(c.entries, id)
 		}
+		delete(c.byUser, uid)
 	}
 }
 
@@ -100,10 +109,8 @@ func (c *sessionCache) drop(sessionID string) {
 	}
 	delete(c.entries, sessionID)
 	uid := e.p.User.ID
-	ids := slices.DeleteFunc(c.byUser[uid], func(id string) bool { return id == sessionID })
-	if len(ids) == 0 {
+	delete(c.byUser[uid], sessionID)
+	if len(c.byUser[uid]) == 0 {
 		delete(c.byUser, uid)
-	} else {
-		c.byUser[uid] = ids
 	}
 }

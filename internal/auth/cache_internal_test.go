@@ -44,6 +44,9 @@ func TestSessionCacheBounds(t *testing.T) {
 	if _, ok := c.get("s4", now.Add(time.Minute)); ok {
 		t.Fatal("an entry older than the ttl was served")
 	}
+	if len(c.entries) != 2 || len(c.byUser["u"]) != 2 {
+		t.Fatalf("an expired entry was kept: %d entries, %d under the user", len(c.entries), len(c.byUser["u"]))
+	}
 	c.forget(store.Changes{Users: []string{"u"}})
 	if len(c.entries) != 0 || len(c.byUser) != 0 {
 		t.Fatalf("forgetting the user left %d entries, %d users", len(c.entries), len(c.byUser))

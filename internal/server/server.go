@@ -608,8 +608,9 @@ func loadSecret(cfg config.Config) ([]byte, error) {
 // two descriptors for a moment) and the requests that are refused with 503.
 const reservedFiles = 512
 
-// sessionCacheSize bounds the sessions kept in memory for requests (auth),
-// at about 600 bytes each: 30 MiB at most.
+// sessionCacheSize bounds the sessions kept in memory for requests (auth):
+// about 600 bytes each for a typical user (30 MiB in all), more for long
+// bios and external ids (up to about 2 KB).
 const sessionCacheSize = 50_000
 
 // streamCapacity is how many streams fit under the open-files limit.

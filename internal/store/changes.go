@@ -10,8 +10,8 @@ type Changes struct {
 // Empty reports whether nothing was changed.
 func (c Changes) Empty() bool { return len(c.Sessions) == 0 && len(c.Users) == 0 }
 
-// ChangeHook hears of each committed transaction's Changes, before its
-// caller's Update returns.
+// ChangeHook hears of the Changes of each committed transaction (each
+// request of a group commit), before its caller's Update returns.
 type ChangeHook func(Changes)
 
 // Changes is what the transaction changed so far.

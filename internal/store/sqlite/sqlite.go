@@ -438,11 +438,24 @@ func (db *DB) Commits() (commits, requests uint64) {
 	return db.commits.Load(), db.committed.Load()
 }
 
-// OnChange has fn hear of the sessions and users each commit changed,
-// before the Updates that changed them return. This process is the
-// database's only writer (the lock), so fn hears of every change: a cache
-// of them in front of the store stays exact.
+// OnChange has fn hear of the sessions and users each committed request
+// changed, before its Update returns (one hook: a later call replaces it).
+// This process is meant to be the database's only writer (the lock, on
+// Unix), so fn hears of every change: a cache of them stays exact.
 func (db *DB) OnChange(fn store.ChangeHook) { db.onChange.Store(&fn) }
+
+// tellChanges hands the batch's changes to the OnChange hook.
+func (db *DB) tellChanges(batch []*request) {
+	fn := db.onChange.Load()
+	if fn == nil {
+		return
+	}
+	for _, req := range batch {
+		if req.err == nil && !req.changes.Empty() {
+			(*fn)(req.changes)
+		}
+	}
+}
 
 // SetLogger sets where the store logs what goes wrong in the background
 // (failed merges, refused appends); slog's default until then.
@@ -820,6 +833,8 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		db.rollback(ctx, conn)
+		// Whether it took effect or not, forgetting costs only a read.
+		db.tellChanges(batch)
 		finish(fmt.Errorf("commit: %w", err))
 		return
 	}
@@ -836,13 +851,7 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 			db.tail.Merged(m)
 		}
 	}
-	if fn := db.onChange.Load(); fn != nil {
-		for _, req := range batch {
-			if req.err == nil && !req.changes.Empty() {
-				(*fn)(req.changes)
-			}
-		}
-	}
+	db.tellChanges(batch)
 	if db.hook != nil {
 		var all []parley.Event
 		for _, req := range batch {
