@@ -276,7 +276,11 @@ func open(ctx context.Context, path string, hook store.CommitHook) (*DB, error) 
 		write.Close()
 		return nil, err
 	}
-	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	// A reader's page cache is emptied whenever another connection has
+	// committed since its last read, which under any write traffic is at
+	// each read; the default 2 MB each, never reused, only held memory
+	// (chat at 2,000 messages/s: about 23 MB more RSS; 256 KB costs no CPU).
+	read, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)&_pragma=cache_size(-256)")
 	if err != nil {
 		write.Close()
 		return nil, err
