@@ -9,6 +9,7 @@ package parley
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"encoding/binary"
 	"encoding/json"
 	"strings"
 	"time"
@@ -243,10 +244,7 @@ var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
 // page write at each commit) for every row inserted.
 func NewTimeID(prefix string) string {
 	var b [13]byte
-	ms := uint64(time.Now().UnixMilli())
-	for i := range 6 {
-		b[i] = byte(ms >> (40 - 8*i))
-	}
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16) // 48 bits
 	_, _ = rand.Read(b[6:])
 	return prefix + "_" + timeIDEncoding.EncodeToString(b[:])[:20]
 }

@@ -30,8 +30,15 @@ type sessionCache struct {
 }
 
 type cached struct {
-	p      Principal
+	p      *Principal // the cache's own copy (clone)
 	loaded time.Time
+}
+
+// clone copies p's session and user, so that neither side's changes to
+// their fields reach the other.
+func clone(p *Principal) *Principal {
+	sess, u := *p.Session, *p.User
+	return &Principal{Session: &sess, User: &u}
 }
 
 func newSessionCache(max int, ttl time.Duration) *sessionCache {
@@ -52,8 +59,7 @@ func (c *sessionCache) get(sessionID string, now time.Time) (*Principal, bool) {
 		c.drop(sessionID)
 		return nil, false
 	}
-	sess, u := *e.p.Session, *e.p.User
-	return &Principal{Session: &sess, User: &u}, true
+	return clone(e.p), true
 }
 
 // mark returns what to hand put for a load that starts now.
@@ -65,25 +71,26 @@ func (c *sessionCache) mark() uint64 {
 
 // put keeps p, loaded at now, unless a change was heard since mark.
 func (c *sessionCache) put(p *Principal, mark uint64, now time.Time) {
-	sess, u := *p.Session, *p.User
+	p = clone(p)
+	sid, uid := p.Session.ID, p.User.ID
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.forgets != mark {
 		return
 	}
-	if _, ok := c.entries[sess.ID]; !ok && len(c.entries) >= c.max {
+	if _, ok := c.entries[sid]; !ok && len(c.entries) >= c.max {
 		for id := range c.entries { // any one: map order is unspecified
 			c.drop(id)
 			break
 		}
 	}
-	c.entries[sess.ID] = cached{p: Principal{Session: &sess, User: &u}, loaded: now}
-	ids := c.byUser[u.ID]
+	c.entries[sid] = cached{p: p, loaded: now}
+	ids := c.byUser[uid]
 	if ids == nil {
 		ids = make(map[string]struct{}, 1)
-		c.byUser[u.ID] = ids
+		c.byUser[uid] = ids
 	}
-	ids[sess.ID] = struct{}{}
+	ids[sid] = struct{}{}
 }
 
 // forget drops what a transaction changed.
