@@ -101,6 +101,19 @@ func (h *HeadCache) EndTransaction(committed bool) {
 	}
 }
 
+// Created records the heads of users whose creation has committed: their
+// logs are empty, so the first event to each needs no read of its head (a
+// backend that registers users and at once sends them events made that
+// read for nearly every event: 4 % of the CPU of private events to 5,000
+// new users).
+func (h *HeadCache) Created(users []string) {
+	for _, u := range users {
+		if h.heads[u] == nil {
+			h.load(u, 0)
+		}
+	}
+}
+
 // forget drops the user's entry: their log head row was deleted (an
 // erasure), and an append must find no head rather than a cached one.
 func (h *HeadCache) forget(user string) { delete(h.heads, user) }

@@ -139,7 +139,8 @@ type Tx struct {
 	// FTS5 writes held back to the end of a group commit (DeferFullText).
 	deferFTS  bool
 	ftsWrites []FullTextWrite
-	changes   Changes // sessions and users written (ChangeHook)
+	changes   Changes  // sessions and users written (ChangeHook)
+	created   []string // users created, when the back end keeps heads
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.
@@ -166,6 +167,10 @@ func NewWriteTx(ctx context.Context, q Querier, d Dialect, h *HeadCache, t *Tail
 
 // Appended returns the events appended in this transaction, in order.
 func (tx *Tx) Appended() []parley.Event { return tx.appended }
+
+// CreatedUsers returns the users this transaction created, on a back end
+// that keeps log heads (NewWriteTx): once it commits, HeadCache.Created.
+func (tx *Tx) CreatedUsers() []string { return tx.created }
 
 // Context returns the context the transaction runs under.
 func (tx *Tx) Context() context.Context { return tx.ctx }

@@ -70,6 +70,9 @@ func (tx *Tx) CreateUser(u *parley.User) error {
 	if _, err := tx.exec(`INSERT INTO event_heads (user_id, last_id) VALUES (?, 0)`, u.ID); err != nil {
 		return fmt.Errorf("insert event head: %w", err)
 	}
+	if tx.heads != nil {
+		tx.created = append(tx.created, u.ID)
+	}
 	return nil
 }
 

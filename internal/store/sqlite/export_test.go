@@ -19,8 +19,18 @@ func WriterPragma(db *DB, q string) (n int64, err error) {
 // PacedWaits returns how many times the writer waited to gather a commit.
 func PacedWaits(db *DB) uint64 { return db.pacedWaits.Load() }
 
-// PacedFull returns how many of those waits lasted all of commitPace.
+// PacedFull returns how many of those waits lasted the whole pace.
 func PacedFull(db *DB) uint64 { return db.pacedFull.Load() }
 
 // CommitPace is commitPace, for tests.
 const CommitPace = commitPace
+
+// WriterExec runs a statement on the writer's own connection, behind the
+// store's back (the head cache does not hear of it).
+func WriterExec(db *DB, q string, args ...any) error {
+	req := &request{ctx: context.Background(), done: make(chan struct{}), raw: func(c *stmtCache) error {
+		_, err := c.ExecContext(context.Background(), q, args...)
+		return err
+	}}
+	return db.update(context.Background(), req)
+}

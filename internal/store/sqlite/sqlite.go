@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -68,10 +67,10 @@ type DB struct {
 
 	// Of the writer's own: when its last commit of requests began.
 	lastCommit     time.Time
-	demand         [demandCommits]int // noteDemand
+	recent         [demandCommits]recentCommit // noteDemand, newest first
 	queuedAtFinish int
 	pacedWaits     atomic.Uint64 // gathers that waited, for tests
-	pacedFull      atomic.Uint64 // gathers that waited all of commitPace
+	pacedFull      atomic.Uint64 // gathers that waited the whole pace
 	committed      atomic.Uint64 // requests the commits counted in commits held
 
 	tail *store.Tail // the newest events, not yet merged into the tables
@@ -100,6 +99,7 @@ type request struct {
 	merges  []*store.MergeStep    // for the tail, once committed
 	fts     []store.FullTextWrite // made at the end of the batch
 	changes store.Changes         // for the change hook, once committed
+	created []string              // users created, for the head cache once committed
 	done    chan struct{}
 }
 
@@ -516,25 +516,74 @@ func (db *DB) Close() error {
 // that finds the last commit started less than commitPace ago waits for the
 // rest of it, gathering those that arrive meanwhile into its commit. A lone caller
 // writing back to back never waits (nothing could join it), nor does the
-// first request after a quiet spell. Steady traffic pays at most commitPace
+// first request after a quiet spell. Steady traffic pays at most the pace
 // more, half on average, for a fraction of the commits (BENCHMARKS.md,
-// "Commit pacing").
+// "Commit pacing"); the pace is commitPace, or up to slowPace at moderate
+// rates (below).
 const commitPace = 4 * time.Millisecond
 
+// At a moderate rate commitPace gathers too few requests to pay for their
+// commit: at 1,000 private events a second it gathers four, and the commit
+// (the fsync, the WAL's pages, and the runtime's wake-ups around a thread
+// blocked in fsync: Go's monitor thread polls every 20 µs while one is)
+// was a quarter of the server's CPU. So the pace stretches to the time
+// paceBatch requests take to arrive at the recent rate, up to slowPace.
+// From paceBatch/commitPace (2,000 requests a second) on it is commitPace,
+// so busy servers (chat at 2,000 messages a second is more requests than
+// that) keep their latency; at 1,000 a second a commit carries eight, and
+// delivery p99 goes from about 7 ms to about 11 (BENCHMARKS.md, "A pace
+// for moderate rates"). paceBatch 16 stretched chat's pace too: p50 from
+// 10 to 14-19 ms.
+const (
+	slowPace  = 8 * time.Millisecond
+	paceBatch = 8
+)
+
 // demandCommits is how many recent commits the writer remembers to judge
-// whether callers write concurrently.
+// whether callers write concurrently, and at what rate.
 const demandCommits = 8
 
+// recentCommit is what the writer remembers of a commit of requests.
+type recentCommit struct {
+	start  time.Time
+	held   int // requests it committed
+	demand int // and those that queued while it ran
+}
+
+// pace returns how long after the last commit's start the next may start:
+// the time paceBatch requests took to arrive over the recent commits,
+// between commitPace and slowPace.
+func (db *DB) pace() time.Duration {
+	oldest := db.recent[demandCommits-1].start
+	span := db.lastCommit.Sub(oldest)
+	if oldest.IsZero() || span <= 0 {
+		return commitPace
+	}
+	// The requests of every commit but the oldest arrived after the
+	// oldest began.
+	n := 0
+	for _, c := range db.recent[:demandCommits-1] {
+		n += c.held
+	}
+	if n == 0 {
+		return commitPace
+	}
+	return min(max(span*paceBatch/time.Duration(n), commitPace), slowPace)
+}
+
 // gather adds to batch the requests that are queued and, when the recent
-// commits saw concurrent callers, those that arrive before commitPace has
+// commits saw concurrent callers, those that arrive before the pace has
 // passed since the last commit began, or until it holds as many as the
 // busiest recent commit could have: a fixed set of callers, each waiting
 // for its answer, is then all in, and nobody else is coming. (Steady
 // traffic from many callers rarely fills that many before the pace is up.)
 func (db *DB) gather(batch []*request, pace *time.Timer) []*request {
-	most := slices.Max(db.demand[:])
+	most := 0
+	for _, c := range db.recent {
+		most = max(most, c.demand)
+	}
 	var wait <-chan time.Time
-	if d := time.Until(db.lastCommit.Add(commitPace)); d > 0 && most > 1 {
+	if d := time.Until(db.lastCommit.Add(db.pace())); d > 0 && most > 1 {
 		db.pacedWaits.Add(1)
 		pace.Reset(d)
 		wait = pace.C
@@ -563,12 +612,13 @@ func (db *DB) gather(batch []*request, pace *time.Timer) []*request {
 	return batch
 }
 
-// noteDemand records how many requests a commit could have held: its own
-// and those that queued while it ran (counted before its callers were
-// answered, so a caller writing again at once does not count).
-func (db *DB) noteDemand(n int) {
-	copy(db.demand[1:], db.demand[:demandCommits-1])
-	db.demand[0] = n
+// noteDemand records the commit that began at db.lastCommit: the requests
+// it held, and how many it could have held: its own and those that queued
+// while it ran (counted before its callers were answered, so a caller
+// writing again at once does not count).
+func (db *DB) noteDemand(held int) {
+	copy(db.recent[1:], db.recent[:demandCommits-1])
+	db.recent[0] = recentCommit{start: db.lastCommit, held: held, demand: held + db.queuedAtFinish}
 }
 
 // writer runs every write transaction. Requests that arrive while a commit is
@@ -623,7 +673,7 @@ func (db *DB) writer() {
 		before := db.tail.Unmerged()
 		db.lastCommit = time.Now()
 		db.commit(ctx, wc, batch)
-		db.noteDemand(len(batch) + db.queuedAtFinish)
+		db.noteDemand(len(batch))
 		db.keepUp(ctx, wc, db.tail.Unmerged()-before)
 		db.tail.Drop()
 		db.watchFull()
@@ -849,6 +899,7 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	for _, req := range batch {
 		if req.err == nil {
 			db.committed.Add(1)
+			db.heads.Created(req.created)
 		}
 		db.tail.Add(req.batches...)
 		for _, m := range req.merges {
@@ -890,7 +941,7 @@ func (db *DB) run(conn *stmtCache, req *request) bool {
 		return false
 	}
 	req.events, req.batches, req.merges, req.fts = tx.Appended(), tx.Batches(), tx.Merges(), tx.FullTextWrites()
-	req.changes = tx.Changes()
+	req.changes, req.created = tx.Changes(), tx.CreatedUsers()
 	return true
 }
 

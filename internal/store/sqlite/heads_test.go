@@ -1,0 +1,79 @@
+package sqlite_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/store/sqlite"
+)
+
+// TestCreatedUserHeadCached: once a user's creation commits, the writer
+// knows their head (0), so the first event to them reads none. The test
+// moves the stored head behind the cache's back: an append that read it
+// would take id 42.
+func TestCreatedUserHeadCached(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	user := mustCreateUsers(t, db, 1)[0]
+	if err := sqlite.WriterExec(db, `UPDATE event_heads SET last_id = 41 WHERE user_id = ?`, user); err != nil {
+		t.Fatal(err)
+	}
+	var got []parley.Event
+	err := db.Update(context.Background(), func(tx *store.Tx) error {
+		var err error
+		got, err = tx.Append(ev(user, "first"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].ID != 1 {
+		t.Fatalf("the first event to a new user took id %d, want 1 from the cached head", got[0].ID)
+	}
+}
+
+// TestCreatedUserRolledBackNotCached: a creation that rolls back leaves no
+// head in the cache, so an event to that id is refused as to an unknown
+// user, alone or sharing a commit with a creation that succeeds.
+func TestCreatedUserRolledBackNotCached(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	create := func(id string, fail bool) error {
+		return db.Update(ctx, func(tx *store.Tx) error {
+			u := &parley.User{ID: id, Username: parley.Ptr(id), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+			if err := tx.CreateUser(u); err != nil {
+				return err
+			}
+			if fail {
+				return boom
+			}
+			return nil
+		})
+	}
+	gone, kept := parley.NewID("u"), parley.NewID("u")
+	errs := make(chan error, 2)
+	go func() { errs <- create(gone, true) }()
+	go func() { errs <- create(kept, false) }()
+	for range 2 {
+		if err := <-errs; err != nil && !errors.Is(err, boom) {
+			t.Fatal(err)
+		}
+	}
+	appendTo := func(user string) error {
+		return db.Update(ctx, func(tx *store.Tx) error {
+			_, err := tx.Append(ev(user, "x"))
+			return err
+		})
+	}
+	if err := appendTo(kept); err != nil {
+		t.Fatalf("append to the created user: %v", err)
+	}
+	err := appendTo(gone)
+	var pe *parley.Error
+	if !errors.As(err, &pe) || pe.Code != parley.ENotFound {
+		t.Fatalf("append to a user whose creation rolled back: %v, want not found", err)
+	}
+}
