@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/parley-chat/parley"
 )
@@ -52,6 +53,7 @@ func (tx *Tx) RemoveLog(userID string) error {
 	}
 	if tx.heads != nil {
 		tx.heads.forget(userID)
+		tx.created = slices.DeleteFunc(tx.created, func(u string) bool { return u == userID })
 	}
 	return nil
 }

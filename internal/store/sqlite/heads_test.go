@@ -77,3 +77,29 @@ func TestCreatedUserRolledBackNotCached(t *testing.T) {
 		t.Fatalf("append to a user whose creation rolled back: %v, want not found", err)
 	}
 }
+
+// TestCreatedAndErasedNotCached: a user created and whose log is removed (an
+// erasure) in one transaction leaves no head in the cache.
+func TestCreatedAndErasedNotCached(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	ctx := context.Background()
+	id := parley.NewID("u")
+	err := db.Update(ctx, func(tx *store.Tx) error {
+		u := &parley.User{ID: id, Username: parley.Ptr(id), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+		if err := tx.CreateUser(u); err != nil {
+			return err
+		}
+		return tx.RemoveLog(id)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.Append(ev(id, "x"))
+		return err
+	})
+	var pe *parley.Error
+	if !errors.As(err, &pe) || pe.Code != parley.ENotFound {
+		t.Fatalf("append to a user created and erased: %v, want not found", err)
+	}
+}
