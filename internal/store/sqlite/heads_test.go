@@ -43,8 +43,7 @@ func TestCreatedUserRolledBackNotCached(t *testing.T) {
 	boom := errors.New("boom")
 	create := func(id string, fail bool) error {
 		return db.Update(ctx, func(tx *store.Tx) error {
-			u := &parley.User{ID: id, Username: parley.Ptr(id), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
-			if err := tx.CreateUser(u); err != nil {
+			if err := tx.CreateUser(newUser(id)); err != nil {
 				return err
 			}
 			if fail {
@@ -85,8 +84,7 @@ func TestCreatedAndErasedNotCached(t *testing.T) {
 	ctx := context.Background()
 	id := parley.NewID("u")
 	err := db.Update(ctx, func(tx *store.Tx) error {
-		u := &parley.User{ID: id, Username: parley.Ptr(id), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
-		if err := tx.CreateUser(u); err != nil {
+		if err := tx.CreateUser(newUser(id)); err != nil {
 			return err
 		}
 		return tx.RemoveLog(id)
@@ -102,4 +100,9 @@ func TestCreatedAndErasedNotCached(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != parley.ENotFound {
 		t.Fatalf("append to a user created and erased: %v, want not found", err)
 	}
+}
+
+// newUser is a client with the given id, for CreateUser.
+func newUser(id string) *parley.User {
+	return &parley.User{ID: id, Username: parley.Ptr(id), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
 }
