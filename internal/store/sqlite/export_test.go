@@ -9,11 +9,13 @@ func SetTailLimit(db *DB, n int) { db.tail.SetLimit(n) }
 // WriterPragma runs a PRAGMA on the writer's own connection (max_page_count
 // is per connection) and returns the number it answers.
 func WriterPragma(db *DB, q string) (n int64, err error) {
-	req := &request{ctx: context.Background(), done: make(chan struct{}), raw: func(c *stmtCache) error {
-		return c.QueryRowContext(context.Background(), q).Scan(&n)
-	}}
-	err = db.update(context.Background(), req)
+	err = onWriter(db, func(c *stmtCache) error { return c.QueryRowContext(context.Background(), q).Scan(&n) })
 	return n, err
+}
+
+// onWriter runs fn as a request of its own on the writer's connection.
+func onWriter(db *DB, fn func(*stmtCache) error) error {
+	return db.update(context.Background(), &request{ctx: context.Background(), done: make(chan struct{}), raw: fn})
 }
 
 // PacedWaits returns how many times the writer waited to gather a commit.
@@ -28,9 +30,8 @@ const CommitPace = commitPace
 // WriterExec runs a statement on the writer's own connection, behind the
 // store's back (the head cache does not hear of it).
 func WriterExec(db *DB, q string, args ...any) error {
-	req := &request{ctx: context.Background(), done: make(chan struct{}), raw: func(c *stmtCache) error {
+	return onWriter(db, func(c *stmtCache) error {
 		_, err := c.ExecContext(context.Background(), q, args...)
 		return err
-	}}
-	return db.update(context.Background(), req)
+	})
 }

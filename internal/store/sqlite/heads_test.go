@@ -20,12 +20,7 @@ func TestCreatedUserHeadCached(t *testing.T) {
 	if err := sqlite.WriterExec(db, `UPDATE event_heads SET last_id = 41 WHERE user_id = ?`, user); err != nil {
 		t.Fatal(err)
 	}
-	var got []parley.Event
-	err := db.Update(context.Background(), func(tx *store.Tx) error {
-		var err error
-		got, err = tx.Append(ev(user, "first"))
-		return err
-	})
+	got, err := appendEvent(db, user, "first")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,18 +56,10 @@ func TestCreatedUserRolledBackNotCached(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	appendTo := func(user string) error {
-		return db.Update(ctx, func(tx *store.Tx) error {
-			_, err := tx.Append(ev(user, "x"))
-			return err
-		})
-	}
-	if err := appendTo(kept); err != nil {
+	if _, err := appendEvent(db, kept, "x"); err != nil {
 		t.Fatalf("append to the created user: %v", err)
 	}
-	err := appendTo(gone)
-	var pe *parley.Error
-	if !errors.As(err, &pe) || pe.Code != parley.ENotFound {
+	if _, err := appendEvent(db, gone, "x"); parley.ErrorCode(err) != parley.ENotFound {
 		t.Fatalf("append to a user whose creation rolled back: %v, want not found", err)
 	}
 }
@@ -92,12 +79,7 @@ func TestCreatedAndErasedNotCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(ctx, func(tx *store.Tx) error {
-		_, err := tx.Append(ev(id, "x"))
-		return err
-	})
-	var pe *parley.Error
-	if !errors.As(err, &pe) || pe.Code != parley.ENotFound {
+	if _, err := appendEvent(db, id, "x"); parley.ErrorCode(err) != parley.ENotFound {
 		t.Fatalf("append to a user created and erased: %v, want not found", err)
 	}
 }
@@ -105,4 +87,13 @@ func TestCreatedAndErasedNotCached(t *testing.T) {
 // newUser is a client with the given id, for CreateUser.
 func newUser(id string) *parley.User {
 	return &parley.User{ID: id, Username: parley.Ptr(id), DisplayName: "u", Role: parley.RoleClient, PasswordHash: []byte("x"), CreatedAt: store.Now()}
+}
+
+// appendEvent appends one event to the user's log in a request of its own.
+func appendEvent(db *sqlite.DB, user, m string) (got []parley.Event, err error) {
+	err = db.Update(context.Background(), func(tx *store.Tx) error {
+		got, err = tx.Append(ev(user, m))
+		return err
+	})
+	return got, err
 }

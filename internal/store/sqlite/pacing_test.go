@@ -18,17 +18,10 @@ import (
 func TestCommitPacing(t *testing.T) {
 	db := mustOpenDB(t, nil)
 	user := mustCreateUsers(t, db, 1)[0]
-	ctx := context.Background()
-	appendOne := func(m string) error {
-		return db.Update(ctx, func(tx *store.Tx) error {
-			_, err := tx.Append(ev(user, m))
-			return err
-		})
-	}
 
 	c0, _ := db.Commits()
 	for i := range 100 {
-		if err := appendOne(fmt.Sprintf("seq%d", i)); err != nil {
+		if _, err := appendEvent(db, user, fmt.Sprintf("seq%d", i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,7 +41,7 @@ func TestCommitPacing(t *testing.T) {
 	for i := range n {
 		<-tick.C
 		wg.Go(func() {
-			if err := appendOne(fmt.Sprintf("open%d", i)); err != nil {
+			if _, err := appendEvent(db, user, fmt.Sprintf("open%d", i)); err != nil {
 				t.Error(err)
 			}
 		})
