@@ -458,3 +458,84 @@ func TestRemoveLogAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Appends that share group commits, some of them in requests that fail:
+// each successful append is its own event_batches row, with its own time,
+// and a failed one leaves none (the savepoint rerun undoes it). Reopened,
+// the tail read back from the rows holds exactly the events Append
+// returned, at their times.
+func TestGroupCommitBatchRowsReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "parley.db")
+	db := openAt(t, path)
+	users := mustCreateUsers(t, db, 5)
+	commits0, requests0 := db.Commits()
+
+	const workers, perWorker = 16, 40
+	var (
+		mu        sync.Mutex
+		stored    []parley.Event
+		succeeded int
+		wg        sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range perWorker {
+				fail := (w+i)%5 == 2
+				var got []parley.Event
+				err := db.Update(context.Background(), func(tx *store.Tx) (err error) {
+					got, err = tx.Append(ev(users[(w+i)%len(users)], fmt.Sprintf("w%d-i%d", w, i)), ev(users[i%len(users)], fmt.Sprintf("w%d-i%d-b", w, i)))
+					if err == nil && fail {
+						err = errBoom
+					}
+					return err
+				})
+				mu.Lock()
+				switch {
+				case fail && err == nil:
+					t.Errorf("w%d-i%d: the failing update committed", w, i)
+				case !fail && err != nil:
+					t.Errorf("w%d-i%d: %v", w, i, err)
+				case !fail:
+					succeeded++
+					stored = append(stored, got...)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	commits, requests := db.Commits()
+	if requests-requests0 <= commits-commits0 {
+		t.Fatalf("%d requests in %d commits: the appends never shared a commit", requests-requests0, commits-commits0)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, rows := rowCounts(t, path); rows != succeeded {
+		t.Fatalf("%d event_batches rows for %d successful appends", rows, succeeded)
+	}
+
+	db = openAt(t, path)
+	defer db.Close()
+	want := map[string][]parley.Event{}
+	for _, e := range stored {
+		want[e.UserID] = append(want[e.UserID], e)
+	}
+	for _, u := range users {
+		slices.SortFunc(want[u], func(a, b parley.Event) int { return int(a.ID - b.ID) })
+		got := readLog(t, db, u)
+		if len(got) != len(want[u]) {
+			t.Fatalf("%s: %d events after reopening, Append returned %d", u, len(got), len(want[u]))
+		}
+		for i, e := range got {
+			w := want[u][i]
+			if e.ID != w.ID || marker(e) != marker(w) || !e.Time.Time.Equal(w.Time.Time) {
+				t.Fatalf("%s: event %d reloaded as id %d %q at %v, Append returned id %d %q at %v",
+					u, i, e.ID, marker(e), e.Time.Time, w.ID, marker(w), w.Time.Time)
+			}
+		}
+	}
+}
