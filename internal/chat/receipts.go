@@ -69,11 +69,6 @@ const maxWritten = 100_000
 // highest message seq per conversation; FlushReceipts writes them. It does
 // not block on the store, since it runs on the stream's goroutine.
 func (s *Service) Delivered(userID string, events []parley.Event) {
-	var m struct {
-		ConversationID string `json:"conversation_id"`
-		Seq            int64  `json:"seq"`
-		SenderID       string `json:"sender_id"`
-	}
 	// Reduce first and note once per conversation, so a flush running
 	// meanwhile cannot split one burst into two receipts.
 	var top map[deliveredKey]int64
@@ -81,7 +76,13 @@ func (s *Service) Delivered(userID string, events []parley.Event) {
 		if events[i].Type != parley.EventMessageCreated {
 			continue
 		}
-		m.ConversationID, m.Seq, m.SenderID = "", 0, ""
+		// Declared here, it is allocated for messages only, not for
+		// every delivery of every other event.
+		var m struct {
+			ConversationID string `json:"conversation_id"`
+			Seq            int64  `json:"seq"`
+			SenderID       string `json:"sender_id"`
+		}
 		if json.Unmarshal(events[i].Data, &m) != nil || m.SenderID == userID || m.ConversationID == "" {
 			continue // the sender's own devices do not deliver to the sender
 		}

@@ -31,7 +31,8 @@ func encodeBatch(events []parley.Event) []byte {
 	}
 	index := map[payload]uint64{}
 	refs := make([]uint64, len(events))
-	var bodies []byte
+	// Sized for the first payload: most appends carry one.
+	bodies := make([]byte, 0, 2*binary.MaxVarintLen64+len(events[0].Type)+len(events[0].Data))
 	for i, e := range events {
 		k := payload{e.Type, nil, len(e.Data)}
 		if len(e.Data) > 0 {

@@ -124,7 +124,11 @@ func (tx *Tx) placeEvents(events []parley.NewEvent, order []int, users []string,
 			return nil, err
 		}
 	}
-	tx.appended = append(tx.appended, logOrder...)
+	if tx.appended == nil {
+		tx.appended = logOrder // nothing else holds it
+	} else {
+		tx.appended = append(tx.appended, logOrder...)
+	}
 	return out, nil
 }
 
