@@ -414,3 +414,21 @@ func TestClosesBetween(t *testing.T) {
 		t.Errorf("no change gave %q", got)
 	}
 }
+
+// A workload that ends before the probe's first answers still gets one
+// sample each way: a storm of a few streams can end within milliseconds.
+func TestProbeStoppedAtOnce(t *testing.T) {
+	n := servertest.Start(t)
+	p, err := startProbe(n.URL, time.Hour, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.stop(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Dial.Count() != 1 || res.Kept.Count() != 1 || res.DialErrors+res.KeptErrors != 0 {
+		t.Fatalf("%d dialled and %d kept samples, %d+%d errors; want one each and none",
+			res.Dial.Count(), res.Kept.Count(), res.DialErrors, res.KeptErrors)
+	}
+}
