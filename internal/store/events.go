@@ -82,7 +82,7 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone, later bool) ([]pa
 	if err != nil {
 		return nil, err
 	}
-	now := Now()
+	now := tx.appendTime()
 	return tx.placeEvents(events, order, users, counts, last, now, func(stored []parley.Event) error {
 		if tx.tail != nil {
 			return tx.insertBatch(stored, now)

@@ -139,8 +139,12 @@ type Tx struct {
 	// FTS5 writes held back to the end of a group commit (DeferFullText).
 	deferFTS  bool
 	ftsWrites []FullTextWrite
-	changes   Changes  // sessions and users written (ChangeHook)
-	created   []string // users created, when the back end keeps heads
+	// Appends kept for the writer's commit, all at one time
+	// (DeferBatches).
+	deferBatches bool
+	at           time.Time
+	changes      Changes  // sessions and users written (ChangeHook)
+	created      []string // users created, when the back end keeps heads
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.

@@ -18,9 +18,9 @@ import (
 // event to each of 10,000 users is 10,000 inserts at 10,000 places in that
 // index, and once a user's log outgrows a page each one dirties a page of
 // its own, which the commit writes to the WAL and the checkpoint copies
-// back (~4 KB of disk writes per delivery). An append instead writes one
-// event_batches row (the whole append, its payloads stored once) and adds
-// the events here; a merge later writes all of a user's unmerged events as
+// back (~4 KB of disk writes per delivery). An append instead goes into
+// an event_batches row (the whole append, or a group commit's appends,
+// payloads stored once) and adds the events here; a merge later writes all of a user's unmerged events as
 // one event_runs row (runs.go), so a page is written once for all of them.
 //
 // A user's log is then the tables (events, then event_runs) and the tail
@@ -89,7 +89,8 @@ func (e tailEvent) event(user string) parley.Event {
 	return parley.Event{UserID: user, ID: e.id, Type: e.body.typ, Data: e.body.data, Time: e.body.at}
 }
 
-// Batch is one appended run of events, stored as one event_batches row.
+// Batch is the events of an append, or of a commit's appends, stored as
+// one event_batches row.
 type Batch struct {
 	Seq      int64
 	Events   []parley.Event // in log order per user

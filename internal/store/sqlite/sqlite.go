@@ -87,6 +87,7 @@ type DB struct {
 	failing       int              // merge steps failed in a row
 	failLogged    time.Time        // when the last of them was logged
 	refusing      bool             // the tail was full at the last look (ErrTailFull)
+	commitAt      time.Time        // the time of the events of the commit running (store.Tx.DeferBatches)
 }
 
 type request struct {
@@ -95,7 +96,7 @@ type request struct {
 	raw     func(*stmtCache) error // in place of fn: tests' PRAGMAs on the writer's connection
 	err     error
 	events  []parley.Event
-	batches []store.Batch         // for the tail, once committed
+	batches []store.Batch         // its appends, for the commit's event_batches row
 	merges  []*store.MergeStep    // for the tail, once committed
 	fts     []store.FullTextWrite // made at the end of the batch
 	changes store.Changes         // for the change hook, once committed
@@ -804,6 +805,7 @@ func (db *DB) commit(ctx context.Context, conn *stmtCache, batch []*request) {
 			close(req.done)
 		}
 	}
+	db.commitAt = store.Now()
 	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		finish(fmt.Errorf("begin: %w", err))
 		return
@@ -868,22 +870,26 @@ func (db *DB) runAll(conn *stmtCache, batch []*request) bool {
 // finishCommit commits the open transaction and hands its events to the
 // hook before answering the batch.
 func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*request, finish func(error)) {
-	// The batch's full-text writes last, after every statement that could
-	// take a savepoint (store.Tx.DeferFullText says why); a request that
+	// The batch's appends as one event_batches row, and its full-text
+	// writes, last, after every statement that could take a savepoint
+	// (store.Tx.DeferBatches and DeferFullText say why); a request that
 	// failed holds none (run).
-	var tx *store.Tx
+	tx := store.NewWriteTx(ctx, conn, dialect{}, db.heads, db.tail)
+	var row store.Batch
+	var err error
+	if events := appended(batch); len(events) > 0 {
+		row, err = tx.WriteBatch(events)
+	}
 	for _, req := range batch {
-		if len(req.fts) == 0 {
+		if err != nil || len(req.fts) == 0 {
 			continue
 		}
-		if tx == nil {
-			tx = store.NewTx(ctx, conn, dialect{})
-		}
-		if err := tx.WriteFullText(req.fts...); err != nil {
-			db.rollback(ctx, conn)
-			finish(err)
-			return
-		}
+		err = tx.WriteFullText(req.fts...)
+	}
+	if err != nil {
+		db.rollback(ctx, conn)
+		finish(err)
+		return
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		db.rollback(ctx, conn)
@@ -896,12 +902,14 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	db.commits.Add(1)
 	// Into the tail before the hook: a stream woken by an event must find
 	// it in the log.
+	if row.Events != nil {
+		db.tail.Add(row)
+	}
 	for _, req := range batch {
 		if req.err == nil {
 			db.committed.Add(1)
 			db.heads.Created(req.created)
 		}
-		db.tail.Add(req.batches...)
 		for _, m := range req.merges {
 			db.tail.Merged(m)
 		}
@@ -919,11 +927,34 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	finish(nil)
 }
 
+// appended returns the events the batch's requests appended, in the order
+// they ran, which keeps each user's in log order: one event_batches row.
+func appended(batch []*request) []parley.Event {
+	n, last := 0, []parley.Event(nil)
+	for _, req := range batch {
+		for _, b := range req.batches {
+			n += len(b.Events)
+			last = b.Events
+		}
+	}
+	if n == len(last) {
+		return last // one append: no copy
+	}
+	events := make([]parley.Event, 0, n)
+	for _, req := range batch {
+		for _, b := range req.batches {
+			events = append(events, b.Events...)
+		}
+	}
+	return events
+}
+
 // run runs the request's function on conn, keeping its error in req.err and,
 // on success, its events in req.events. It reports success.
 func (db *DB) run(conn *stmtCache, req *request) bool {
 	tx := store.NewWriteTx(req.ctx, conn, dialect{}, db.heads, db.tail)
 	tx.DeferFullText()
+	tx.DeferBatches(db.commitAt)
 	req.err = func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {
