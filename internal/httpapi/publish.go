@@ -109,7 +109,7 @@ func (a *API) publishSlot(ctx context.Context, weight int64) (release func(), er
 	weight = min(weight, a.Config.PublishInFlight)
 	release = func() { a.publishing.Release(weight) }
 	// Most publishes find room: the deadline below is a context and a
-	// timer per call, a tenth of a private event's allocations.
+	// timer per call, a tenth of the bytes a private event allocated.
 	if a.publishing.TryAcquire(weight) {
 		return release, nil
 	}

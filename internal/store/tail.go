@@ -20,8 +20,9 @@ import (
 // its own, which the commit writes to the WAL and the checkpoint copies
 // back (~4 KB of disk writes per delivery). An append instead goes into
 // an event_batches row (the whole append, or a group commit's appends,
-// payloads stored once) and adds the events here; a merge later writes all of a user's unmerged events as
-// one event_runs row (runs.go), so a page is written once for all of them.
+// payloads stored once) and adds the events here; a merge later writes
+// all of a user's unmerged events as one event_runs row (runs.go), so a
+// page is written once for all of them.
 //
 // A user's log is then the tables (events, then event_runs) and the tail
 // together. Reads (Tx.EventsAfter, LogBounds, LogHeads) take their union and
