@@ -10,10 +10,10 @@ import (
 	"github.com/parley-chat/parley"
 )
 
-// An event_batches row holds one append, or those of one group commit
-// (Tx.DeferBatches): the events in log order per user and, once each, the
-// (type, data) payloads they carry, so that an event published to
-// 10,000 users stores its data once. The encoding is binary because a
+// An event_batches row holds the appends of one group commit (Tx.WriteBatch;
+// rows from before 304a66b hold one append each): the events in log order
+// per user and, once each, the (type, data) payloads they carry, so that
+// an event published to 10,000 users stores its data once. The encoding is binary because a
 // fan-out's row is encoded on the writer's critical path; it is:
 //
 //	version byte (1)
@@ -169,45 +169,22 @@ func (r *batchReader) count() int {
 	return int(n)
 }
 
-// insertBatch writes one append as an event_batches row, to be added to the
-// tail when the transaction commits; deferred (DeferBatches), the writer
-// writes it with the rest of its commit (WriteBatch).
-func (tx *Tx) insertBatch(events []parley.Event, at time.Time) error {
-	if tx.deferBatches {
-		tx.batches = append(tx.batches, Batch{Events: events})
-		return nil
-	}
-	seq := tx.tail.nextSeq()
-	if _, err := tx.exec(`INSERT INTO event_batches (seq, created_at, events) VALUES (?, ?, ?)`, seq, Micros(at), encodeBatch(events)); err != nil {
-		return fmt.Errorf("insert event batch: %w", err)
-	}
-	tx.batches = append(tx.batches, Batch{Seq: seq, Events: events})
-	return nil
-}
-
-// DeferBatches has this transaction keep its appends (Batches, with no
-// seq) for the writer of a group commit, which stores those of the whole
-// commit as one event_batches row (WriteBatch), and stamps them all with
-// at, the commit's time: a row's events share one time. An INSERT per
-// append, each a B-tree insert and three bound values through
-// database/sql and the driver, was a fifth of the writer's CPU with
-// private events, 8 to 20 of them per commit (BENCHMARKS.md, "One row
-// per commit").
-func (tx *Tx) DeferBatches(at time.Time) {
-	tx.deferBatches, tx.at = true, at
-}
-
-// appendTime is the time of the events appended now.
+// appendTime is the time of the events appended now: the writer's commit
+// time (NewWriteTx), or the clock's.
 func (tx *Tx) appendTime() time.Time {
-	if tx.deferBatches {
-		return tx.at
+	if tx.at.IsZero() {
+		return Now()
 	}
-	return Now()
+	return tx.at
 }
 
-// WriteBatch stores events, appended by the transactions of one commit
-// (DeferBatches) in log order per user, as one event_batches row, and
-// returns it for the tail once the commit is done.
+// WriteBatch stores the events the transactions of one commit appended
+// (Batches), in log order per user, as one event_batches row, and returns
+// it for the tail once the commit is done. One row per append, each a
+// B-tree insert and three bound values through database/sql and the
+// driver, was a fifth of the writer's CPU with private events, 8 to 20 of
+// them per commit (BENCHMARKS.md, "One row per commit"); writing those
+// rows in one statement saved nothing, since the cost is per row.
 func (tx *Tx) WriteBatch(events []parley.Event) (Batch, error) {
 	b := Batch{Seq: tx.tail.nextSeq(), Events: events}
 	if _, err := tx.exec(`INSERT INTO event_batches (seq, created_at, events) VALUES (?, ?, ?)`,
@@ -217,8 +194,8 @@ func (tx *Tx) WriteBatch(events []parley.Event) (Batch, error) {
 	return b, nil
 }
 
-// Batches returns the event batches this transaction wrote, for the tail
-// once it commits.
+// Batches returns the appends of this transaction on a back end with a
+// tail: their stored events, with no seq, for the commit's WriteBatch.
 func (tx *Tx) Batches() []Batch { return tx.batches }
 
 // Merges returns the merge steps this transaction wrote (PruneEvents merges

@@ -85,7 +85,9 @@ func (tx *Tx) appendEvents(events []parley.NewEvent, skipGone, later bool) ([]pa
 	now := tx.appendTime()
 	return tx.placeEvents(events, order, users, counts, last, now, func(stored []parley.Event) error {
 		if tx.tail != nil {
-			return tx.insertBatch(stored, now)
+			// Stored by the writer with the rest of its commit.
+			tx.batches = append(tx.batches, Batch{Events: stored})
+			return nil
 		}
 		return tx.insertEvents(stored)
 	})

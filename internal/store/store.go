@@ -139,12 +139,9 @@ type Tx struct {
 	// FTS5 writes held back to the end of a group commit (DeferFullText).
 	deferFTS  bool
 	ftsWrites []FullTextWrite
-	// Appends kept for the writer's commit, all at one time
-	// (DeferBatches).
-	deferBatches bool
-	at           time.Time
-	changes      Changes  // sessions and users written (ChangeHook)
-	created      []string // users created, when the back end keeps heads
+	at        time.Time // of the events appended (NewWriteTx); zero: Now()
+	changes   Changes   // sessions and users written (ChangeHook)
+	created   []string  // users created, when the back end keeps heads
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.
@@ -164,9 +161,12 @@ func NewReadTx(ctx context.Context, q Querier, d Dialect, t *Tail) *Tx {
 
 // NewWriteTx is NewTx for the single writer of a back end that keeps its log
 // heads in h instead of moving head rows on each append, and appends to the
-// tail t instead of the events table.
-func NewWriteTx(ctx context.Context, q Querier, d Dialect, h *HeadCache, t *Tail) *Tx {
-	return &Tx{ctx: ctx, q: sqlConn{q}, d: d, heads: h, tail: t}
+// tail t instead of the events table. The appends are kept (Batches) for
+// the writer to store with the rest of its commit as one event_batches
+// row (WriteBatch), and since a row's events share one time, at is the
+// time of every event the transaction appends: the commit's.
+func NewWriteTx(ctx context.Context, q Querier, d Dialect, h *HeadCache, t *Tail, at time.Time) *Tx {
+	return &Tx{ctx: ctx, q: sqlConn{q}, d: d, heads: h, tail: t, at: at}
 }
 
 // Appended returns the events appended in this transaction, in order.

@@ -19,10 +19,9 @@ import (
 // index, and once a user's log outgrows a page each one dirties a page of
 // its own, which the commit writes to the WAL and the checkpoint copies
 // back (~4 KB of disk writes per delivery). An append instead goes into
-// an event_batches row (the whole append, or a group commit's appends,
-// payloads stored once) and adds the events here; a merge later writes
-// all of a user's unmerged events as one event_runs row (runs.go), so a
-// page is written once for all of them.
+// its commit's event_batches row (payloads stored once) and adds the
+// events here; a merge later writes all of a user's unmerged events as one
+// event_runs row (runs.go), so a page is written once for all of them.
 //
 // A user's log is then the tables (events, then event_runs) and the tail
 // together. Reads (Tx.EventsAfter, LogBounds, LogHeads) take their union and
@@ -90,8 +89,8 @@ func (e tailEvent) event(user string) parley.Event {
 	return parley.Event{UserID: user, ID: e.id, Type: e.body.typ, Data: e.body.data, Time: e.body.at}
 }
 
-// Batch is the events of an append, or of a commit's appends, stored as
-// one event_batches row.
+// Batch is the events of one event_batches row: a commit's appends (a
+// row from before 304a66b: one append's).
 type Batch struct {
 	Seq      int64
 	Events   []parley.Event // in log order per user

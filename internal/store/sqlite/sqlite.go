@@ -87,7 +87,7 @@ type DB struct {
 	failing       int              // merge steps failed in a row
 	failLogged    time.Time        // when the last of them was logged
 	refusing      bool             // the tail was full at the last look (ErrTailFull)
-	commitAt      time.Time        // the time of the events of the commit running (store.Tx.DeferBatches)
+	commitAt      time.Time        // the time of the events of the commit running (store.NewWriteTx)
 }
 
 type request struct {
@@ -872,9 +872,9 @@ func (db *DB) runAll(conn *stmtCache, batch []*request) bool {
 func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*request, finish func(error)) {
 	// The batch's appends as one event_batches row, and its full-text
 	// writes, last, after every statement that could take a savepoint
-	// (store.Tx.DeferBatches and DeferFullText say why); a request that
+	// (store.Tx.WriteBatch and DeferFullText say why); a request that
 	// failed holds none (run).
-	tx := store.NewWriteTx(ctx, conn, dialect{}, db.heads, db.tail)
+	tx := store.NewWriteTx(ctx, conn, dialect{}, db.heads, db.tail, db.commitAt)
 	var row store.Batch
 	var err error
 	if events := appended(batch); len(events) > 0 {
@@ -952,9 +952,8 @@ func appended(batch []*request) []parley.Event {
 // run runs the request's function on conn, keeping its error in req.err and,
 // on success, its events in req.events. It reports success.
 func (db *DB) run(conn *stmtCache, req *request) bool {
-	tx := store.NewWriteTx(req.ctx, conn, dialect{}, db.heads, db.tail)
+	tx := store.NewWriteTx(req.ctx, conn, dialect{}, db.heads, db.tail, db.commitAt)
 	tx.DeferFullText()
-	tx.DeferBatches(db.commitAt)
 	req.err = func() (err error) {
 		defer func() {
 			if p := recover(); p != nil {

@@ -461,7 +461,7 @@ func TestRemoveLogAcrossReopen(t *testing.T) {
 
 // Appends that share group commits, some of them in requests that fail:
 // a commit stores its successful appends as one event_batches row, at the
-// commit's time (store.Tx.DeferBatches), and a failed one's events are
+// commit's time (store.Tx.WriteBatch), and a failed one's events are
 // not in it (the savepoint rerun undoes them). Reopened, the tail read
 // back from the rows holds exactly the events Append returned, at their
 // times.
