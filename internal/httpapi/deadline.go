@@ -29,14 +29,18 @@ const uploadRate = 32 << 10
 // written by the event loop, bound theirs there.
 func (a *API) deadlines(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
+		var rc *http.ResponseController // one for both deadlines, none for neither
 		if wt := a.Config.WriteTimeout; wt > 0 && !isStream(r) {
+			rc = http.NewResponseController(w)
 			w = &deadlineWriter{ResponseWriter: w, rc: rc, timeout: wt}
 		}
 		d := a.Config.BodyTimeout
 		if d > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/attachments") {
 				d += time.Duration(a.Config.MaxAttachment/uploadRate) * time.Second
+			}
+			if rc == nil {
+				rc = http.NewResponseController(w)
 			}
 			if rc.SetReadDeadline(time.Now().Add(d)) == nil {
 				r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
