@@ -98,8 +98,12 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 			}
 			more = len(msgs) == eraseChunk
 			ids := make([]string, len(msgs))
+			convs := make([]string, len(msgs))
 			for i, m := range msgs {
-				ids[i] = m.ID
+				ids[i], convs[i] = m.ID, m.ConversationID
+			}
+			if err := s.lockForWebhooks(tx, convs...); err != nil {
+				return err
 			}
 			var tombs []*parley.Message
 			tombs, files, err = Tombstone(tx, ids...)

@@ -72,6 +72,11 @@ func (s *Service) expired(c *parley.Call) bool {
 // transition moves the call from one state to another and tells both
 // parties. It reports false when the call was no longer in from.
 func (s *Service) transition(tx *store.Tx, c *parley.Call, from, to string) (bool, error) {
+	if to == parley.CallMissed {
+		if err := s.lockForWebhooks(tx, c.ConversationID); err != nil {
+			return false, err
+		}
+	}
 	now := store.Now()
 	ok, err := tx.SetCallState(c.ID, from, to, now)
 	if err != nil || !ok {
@@ -246,6 +251,13 @@ func (s *Service) ExpireCalls(ctx context.Context) {
 			n = 0
 			calls, err := tx.RingingSince(time.Now().Add(-s.opts.CallTimeout), expireBatch)
 			if err != nil {
+				return err
+			}
+			convs := make([]string, len(calls))
+			for i, c := range calls {
+				convs[i] = c.ConversationID
+			}
+			if err := s.lockForWebhooks(tx, convs...); err != nil {
 				return err
 			}
 			for _, c := range calls {

@@ -466,6 +466,9 @@ func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley
 		if err != nil {
 			return err
 		}
+		if err := s.lockForWebhooks(tx, m.ConversationID); err != nil {
+			return err
+		}
 		if m.Deleted {
 			return parley.Errorf(parley.EConflict, "the message was deleted")
 		}
@@ -499,6 +502,9 @@ func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Mes
 		files = nil
 		m, _, err := ownMessage(tx, userID, msgID)
 		if err != nil {
+			return err
+		}
+		if err := s.lockForWebhooks(tx, m.ConversationID); err != nil {
 			return err
 		}
 		out = m

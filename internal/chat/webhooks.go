@@ -51,6 +51,17 @@ func (s *Service) webhook(tx *store.Tx, typ, convID string, data any) error {
 	return tx.InsertWebhook(typ, convID, msgID, data)
 }
 
+// lockForWebhooks takes, when webhooks are on, the row locks of the
+// conversations a change is about to write or drop webhooks of, before
+// its first write (store.Tx.InsertWebhook says why). A send needs none: it
+// takes its conversation's lock first anyway.
+func (s *Service) lockForWebhooks(tx *store.Tx, convIDs ...string) error {
+	if len(s.opts.Webhooks.Types) == 0 {
+		return nil
+	}
+	return tx.LockConversations(convIDs...)
+}
+
 // messageCreated writes the webhooks of a new message: message.created,
 // and the message.unread watch of each recipient (both participants for a
 // system message, which nobody sent).
@@ -107,6 +118,13 @@ func (s *Service) FireUnread(ctx context.Context) {
 			ws, err := tx.DueUnread(time.Now(), unreadBatch)
 			n = len(ws)
 			if err != nil {
+				return err
+			}
+			convs := make([]string, len(ws))
+			for i, w := range ws {
+				convs[i] = w.ConversationID
+			}
+			if err := s.lockForWebhooks(tx, convs...); err != nil {
 				return err
 			}
 			for _, w := range ws {

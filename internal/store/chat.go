@@ -97,6 +97,7 @@ func (tx *Tx) NextSeq(conversationID string, at time.Time) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("allocate seq: %w", err)
 	}
+	tx.lockedConversation(conversationID)
 	return seq, nil
 }
 
@@ -132,6 +133,7 @@ func (tx *Tx) MemberNextSeq(conversationID, userID string, at time.Time) (*Membe
 	if err != nil {
 		return nil, 0, fmt.Errorf("allocate seq: %w", err)
 	}
+	tx.lockedConversation(conversationID)
 	return &m, seq, nil
 }
 
@@ -388,14 +390,22 @@ func (tx *Tx) MessageByClientID(sender *string, clientID string) (*parley.Messag
 	return m, nil
 }
 
-// EditMessage replaces the body of a message that is not deleted.
+// EditMessage replaces the body of a message that is not deleted; a
+// deleted one is a conflict.
 func (tx *Tx) EditMessage(id, body string, at time.Time) error {
 	res, err := tx.exec(`UPDATE messages SET body = ?, edited_at = ? WHERE id = ? AND deleted = FALSE`, body, Micros(at), id)
 	if err != nil {
 		return fmt.Errorf("edit message: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return err
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("edit message: %w", err)
+	}
+	if n == 0 {
+		// Deleted since the caller read it (a back end with concurrent
+		// writers): an edit must not put text back into the log after
+		// its message.deleted.
+		return parley.Errorf(parley.EConflict, "the message was deleted")
 	}
 	if err := tx.setReplyPreviews(id, parley.ReplyPreview(body)); err != nil {
 		return err

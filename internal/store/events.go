@@ -355,10 +355,20 @@ func unknownUsers(users []string, heads map[string]int64) error {
 }
 
 func (tx *Tx) lockHeads(users []string, forUpdate string) error {
-	in, args := inList(users)
-	rows, err := tx.query(`SELECT user_id FROM event_heads WHERE user_id IN `+in+` ORDER BY user_id`+forUpdate, args...)
-	if err != nil {
+	if err := tx.lockRows("event_heads", "user_id", users, forUpdate); err != nil {
 		return fmt.Errorf("lock log heads: %w", err)
+	}
+	return nil
+}
+
+// lockRows takes the row locks (forUpdate) of the rows of table whose key
+// is in keys, in key order, so that two transactions locking overlapping
+// sets wait for each other rather than deadlock.
+func (tx *Tx) lockRows(table, key string, keys []string, forUpdate string) error {
+	in, args := inList(keys)
+	rows, err := tx.query(`SELECT `+key+` FROM `+table+` WHERE `+key+` IN `+in+` ORDER BY `+key+forUpdate, args...)
+	if err != nil {
+		return err
 	}
 	// The locks are taken as the rows are read.
 	for rows.Next() {

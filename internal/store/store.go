@@ -142,6 +142,9 @@ type Tx struct {
 	at        time.Time // of the events appended (NewWriteTx); zero: Now()
 	changes   Changes   // sessions and users written (ChangeHook)
 	created   []string  // users created, when the back end keeps heads
+	// Conversations whose row this transaction has locked, on a back end
+	// with concurrent writers (InsertWebhook).
+	convLocks []string
 }
 
 // NewTx wraps a transaction for the queries of this package. Back ends call it.

@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -43,9 +44,16 @@ type webhookBody struct {
 // outbox, due at once, inside the transaction of the change it reports;
 // messageID names the message whose text it carries ("" = none). Rows
 // of one conversation are ordered (ord) after every row of it still in the
-// table; callers that change a conversation's messages hold its row lock
-// (NextSeq) by then, so that order is commit order.
+// table. On a back end with concurrent writers that order is commit order
+// only under the conversation's row lock: without it, two changes would
+// read the same last row and share an order. A send holds the lock from
+// NextSeq; other changes take it with LockConversations before their first
+// write (else the lock taken here comes after their other rows' locks, and
+// may deadlock with a send, which takes the conversation's first).
 func (tx *Tx) InsertWebhook(typ, conversationID, messageID string, data any) error {
+	if err := tx.LockConversations(conversationID); err != nil {
+		return err
+	}
 	now := Now()
 	b, err := json.Marshal(webhookBody{Type: typ, Timestamp: parley.T(now), Data: data})
 	if err != nil {
@@ -65,6 +73,40 @@ func (tx *Tx) InsertWebhook(typ, conversationID, messageID string, data any) err
 		return fail(err)
 	}
 	return nil
+}
+
+// LockConversations takes the row locks of the conversations that exist,
+// in id order, to the end of the transaction, on a back end with
+// concurrent writers (SQLite's single writer needs none). Locks the
+// transaction holds already are not asked for again.
+func (tx *Tx) LockConversations(ids ...string) error {
+	l, ok := tx.d.(RowLocker)
+	if !ok {
+		return nil
+	}
+	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(tx.convLocks, id) })
+	if len(ids) == 0 {
+		return nil
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	for part := range chunks(ids, headChunk) {
+		if err := tx.lockRows("conversations", "id", part, l.ForUpdate()); err != nil {
+			return fmt.Errorf("lock conversations: %w", err)
+		}
+	}
+	for _, id := range ids {
+		tx.lockedConversation(id)
+	}
+	return nil
+}
+
+// lockedConversation records that the transaction holds the
+// conversation's row lock, where that matters (InsertWebhook).
+func (tx *Tx) lockedConversation(id string) {
+	if _, ok := tx.d.(RowLocker); ok && !slices.Contains(tx.convLocks, id) {
+		tx.convLocks = append(tx.convLocks, id)
+	}
 }
 
 const webhookColumns = `id, ord, type, conversation_id, body, created_at, retry_from, state, attempts, next_at, last_status, last_error`
@@ -118,7 +160,9 @@ func (tx *Tx) WebhookDue(now time.Time) (bool, error) {
 // claim, so its webhooks go out in order, from one node at a time, and the
 // rows after the first ride along rather than wait for a claim each. A back
 // end with concurrent writers skips rows another node is claiming (FOR
-// UPDATE SKIP LOCKED) rather than waiting for them.
+// UPDATE SKIP LOCKED) rather than waiting for them. The order is ord, then
+// id: rows written before InsertWebhook took the conversation's lock may
+// share an ord, and two heads of one conversation would go out side by side.
 func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit, perConv int) ([][]*Webhook, error) {
 	lock := ""
 	if l, ok := tx.d.(RowLocker); ok {
@@ -128,7 +172,7 @@ func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit, perConv i
 	ws, err := tx.webhooks(`SELECT `+webhookColumns+` FROM webhooks w
 		WHERE w.state = ? AND w.next_at <= ? AND w.lease_until <= ?
 		AND NOT EXISTS (SELECT 1 FROM webhooks e WHERE e.conversation_id = w.conversation_id
-			AND e.state = ? AND e.ord < w.ord)
+			AND e.state = ? AND (e.ord < w.ord OR e.ord = w.ord AND e.id < w.id))
 		ORDER BY w.next_at, w.ord LIMIT ?`+lock,
 		WebhookPending, us, us, WebhookPending, limit)
 	if err != nil {
@@ -142,8 +186,8 @@ func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit, perConv i
 			// Rows behind a conversation's head have never been tried, so
 			// they are all due; the bounds only guard the order.
 			more, err := tx.webhooks(`SELECT `+webhookColumns+` FROM webhooks
-				WHERE conversation_id = ? AND state = ? AND ord > ? AND next_at <= ? AND lease_until <= ?
-				ORDER BY ord LIMIT ?`+lock, head.ConversationID, WebhookPending, head.Ord, us, us, perConv-1)
+				WHERE conversation_id = ? AND state = ? AND (ord > ? OR ord = ? AND id > ?) AND next_at <= ? AND lease_until <= ?
+				ORDER BY ord, id LIMIT ?`+lock, head.ConversationID, WebhookPending, head.Ord, head.Ord, head.ID, us, us, perConv-1)
 			if err != nil {
 				return nil, err
 			}

@@ -1,8 +1,10 @@
 package webhook_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/parley-chat/parley/internal/config"
@@ -411,4 +414,253 @@ func TestCallMissed(t *testing.T) {
 	if err := json.Unmarshal(d.Data, &data); err != nil || d.Type != "call.missed" || data.ID != call.ID || data.State != "missed" || d.Verified != nil {
 		t.Fatalf("%s %s (verified %v)", d.Type, d.Data, d.Verified)
 	}
+}
+
+// heldReceiver is a receiver that holds every request until release, so
+// the webhooks behind the first pile up in the outbox. Callers register
+// release with t.Cleanup once their node runs: stopping the node and
+// closing the receiver both wait for the held request.
+func heldReceiver(t *testing.T) (rcv *receiver, release func()) {
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	return newReceiver(t, func(int) int { <-gate; return http.StatusNoContent }), release
+}
+
+// drained returns what the receiver got once the outbox is empty, and a
+// duplicate would have had time to arrive.
+func drained(t *testing.T, n *servertest.Node, rcv *receiver) []delivery {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); pendingWebhooks(t, n) > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d webhooks still pending", pendingWebhooks(t, n))
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	got := rcv.all()
+	seen := map[string]bool{}
+	for _, d := range got {
+		if seen[d.ID] {
+			t.Errorf("webhook %s (%s) delivered twice", d.ID, d.Type)
+		}
+		seen[d.ID] = true
+	}
+	return got
+}
+
+// TestConcurrentChangesOneOrder: sends, edits and deletes racing in one
+// conversation while the receiver holds the first delivery, so the rest
+// pile up in the outbox. On PostgreSQL the changes commit side by side:
+// each must still get an order of its own in the conversation (two rows
+// with one order would both be a head to claim, and the rows behind them
+// would go out twice, from two senders at once), and the receiver must get
+// every webhook once, a message's created before its updates, and nothing
+// of a message after its message.deleted.
+func TestConcurrentChangesOneOrder(t *testing.T) {
+	rcv, release := heldReceiver(t)
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) { c.WebhookUnreadAfter = 0 }))
+	t.Cleanup(release)
+	client, pro, conv := openConversation(t, n)
+	post := func(u servertest.User, body string) (string, int) {
+		var m struct{ ID string }
+		res := n.Do(t, "POST", "/api/conversations/"+conv+"/messages", u.Token, map[string]any{"body": body}, &m)
+		return m.ID, res.StatusCode
+	}
+	var seeds []string
+	for i := range 6 {
+		id, code := post(client, fmt.Sprintf("seed %d", i))
+		if code != http.StatusCreated {
+			t.Fatalf("seed: %d", code)
+		}
+		seeds = append(seeds, id)
+	}
+
+	const senders, sends, editors, edits = 4, 12, 3, 10
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bad []string
+	note := func(what string, code int, ok ...int) {
+		for _, c := range ok {
+			if code == c {
+				return
+			}
+		}
+		mu.Lock()
+		bad = append(bad, fmt.Sprintf("%s: %d", what, code))
+		mu.Unlock()
+	}
+	for s := range senders {
+		u := []servertest.User{client, pro}[s%2]
+		wg.Go(func() {
+			for i := range sends {
+				_, code := post(u, fmt.Sprintf("sender %d message %d", s, i))
+				note("send", code, http.StatusCreated)
+			}
+		})
+	}
+	for e := range editors {
+		wg.Go(func() {
+			for i := range edits {
+				id := seeds[(e+i)%len(seeds)]
+				res := n.Do(t, "PATCH", "/api/messages/"+id, client.Token, map[string]any{"body": fmt.Sprintf("edit %d.%d", e, i)}, nil)
+				note("edit", res.StatusCode, http.StatusOK, http.StatusConflict)
+			}
+		})
+	}
+	deleted := seeds[:3]
+	wg.Go(func() {
+		for _, id := range deleted {
+			time.Sleep(5 * time.Millisecond)
+			res := n.Do(t, "DELETE", "/api/messages/"+id, client.Token, nil, nil)
+			note("delete", res.StatusCode, http.StatusOK)
+		}
+	})
+	wg.Wait()
+	if len(bad) > 0 {
+		t.Fatalf("unexpected answers: %v", bad)
+	}
+	if u := n.Config.DatabaseURL; strings.HasPrefix(u, "postgres") {
+		assertOneOrderEach(t, u)
+	}
+
+	release()
+	created := map[string]bool{}
+	gone := map[string]bool{}
+	lastBody := map[string]string{}
+	for _, d := range drained(t, n, rcv) {
+		var m struct {
+			ID      string `json:"id"`
+			Body    string `json:"body"`
+			Deleted bool   `json:"deleted"`
+		}
+		if err := json.Unmarshal(d.Data, &m); err != nil {
+			t.Fatalf("%s data %s: %v", d.Type, d.Data, err)
+		}
+		if gone[m.ID] {
+			t.Errorf("%s of message %s after its message.deleted", d.Type, m.ID)
+		}
+		switch d.Type {
+		case "message.created":
+			created[m.ID] = true
+		case "message.updated":
+			if !created[m.ID] {
+				t.Errorf("message.updated of %s before its message.created", m.ID)
+			}
+			lastBody[m.ID] = m.Body
+		case "message.deleted":
+			gone[m.ID] = true
+		}
+	}
+	for _, id := range deleted {
+		if !gone[id] {
+			t.Errorf("no message.deleted for %s", id)
+		}
+	}
+	// The last edit the receiver got of each message still there is its
+	// text now: the webhooks of one message went out in commit order.
+	h := getMessages(t, n, client, conv)
+	for _, id := range seeds[len(deleted):] {
+		if b, ok := lastBody[id]; ok && b != h[id] {
+			t.Errorf("message %s: last message.updated %q, the message says %q", id, b, h[id])
+		}
+	}
+	// Every message but the deleted ones, whose message.created may have
+	// been dropped unsent with their text.
+	if all := 1 + len(seeds) + senders*sends; len(created) < all-len(deleted) || len(created) > all {
+		t.Errorf("%d messages' message.created reached the receiver, want %d to %d", len(created), all-len(deleted), all)
+	}
+}
+
+// TestSharedOrderSentOnce: webhooks that share their conversation's order,
+// as a PostgreSQL outbox written before changes took the conversation's
+// lock may hold, still go out once each, in a fixed order.
+func TestSharedOrderSentOnce(t *testing.T) {
+	rcv, release := heldReceiver(t)
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) { c.WebhookUnreadAfter = 0 }))
+	t.Cleanup(release)
+	if !strings.HasPrefix(n.Config.DatabaseURL, "postgres") {
+		t.Skip("SKIP: an outbox with shared orders comes from concurrent writers (PostgreSQL: PARLEY_TEST_DATABASE_URL)")
+	}
+	client, _, conv := openConversation(t, n)
+	for i := range 6 {
+		n.Do(t, "POST", "/api/conversations/"+conv+"/messages", client.Token, map[string]any{"body": fmt.Sprint(i)}, nil)
+	}
+	db := connect(t, n.Config.DatabaseURL)
+	// The rows not yet claimed (the messages') all share one order.
+	tag, err := db.Exec(context.Background(), `UPDATE webhooks SET ord =
+		(SELECT MIN(ord) FROM webhooks WHERE conversation_id = $1 AND lease_until = 0)
+		WHERE conversation_id = $1 AND lease_until = 0`, conv)
+	if err != nil || tag.RowsAffected() < 3 {
+		t.Fatalf("share an order: %v (%d rows)", err, tag.RowsAffected())
+	}
+	release()
+	var bodies []string
+	for _, d := range drained(t, n, rcv) {
+		var m struct{ Body string }
+		if err := json.Unmarshal(d.Data, &m); err == nil && d.Type == "message.created" {
+			bodies = append(bodies, m.Body)
+		}
+	}
+	if got, want := strings.Join(bodies, " "), "hello 0 1 2 3 4 5"; got != want {
+		t.Errorf("message.created bodies in the order received: %s, want %s", got, want)
+	}
+}
+
+// connect opens the node's PostgreSQL database behind its back.
+func connect(t *testing.T, dbURL string) *pgxpool.Pool {
+	t.Helper()
+	db, err := pgxpool.New(context.Background(), dbURL) // the URL carries the pool's settings
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(db.Close)
+	return db
+}
+
+// assertOneOrderEach fails when two webhooks of a conversation share an
+// order (PostgreSQL, read behind the server's back).
+func assertOneOrderEach(t *testing.T, dbURL string) {
+	t.Helper()
+	ctx := context.Background()
+	var rows, dups int
+	err := connect(t, dbURL).QueryRow(ctx, `SELECT COUNT(*), COUNT(*) - COUNT(DISTINCT (conversation_id, ord)) FROM webhooks`).Scan(&rows, &dups)
+	if err != nil {
+		t.Fatalf("count orders: %v", err)
+	}
+	if dups > 0 {
+		t.Errorf("%d of %d webhooks share their conversation's order with another", dups, rows)
+	}
+	t.Logf("%d webhooks in the outbox, %d sharing an order", rows, dups)
+}
+
+func pendingWebhooks(t *testing.T, n *servertest.Node) int {
+	t.Helper()
+	res := n.Do(t, "GET", "/metrics", "", nil, nil)
+	for _, line := range strings.Split(string(res.Body), "\n") {
+		if v, ok := strings.CutPrefix(line, "parley_webhooks_pending "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %q", line)
+			}
+			return int(f)
+		}
+	}
+	t.Fatalf("no parley_webhooks_pending in /metrics (%d)", res.StatusCode)
+	return 0
+}
+
+// getMessages returns the bodies of the conversation's messages by id.
+func getMessages(t *testing.T, n *servertest.Node, u servertest.User, conv string) map[string]string {
+	t.Helper()
+	var h struct {
+		Messages []struct{ ID, Body string } `json:"messages"`
+	}
+	if res := n.Do(t, "GET", "/api/conversations/"+conv+"/messages?limit=100", u.Token, nil, &h); res.StatusCode != http.StatusOK {
+		t.Fatalf("history: %d", res.StatusCode)
+	}
+	out := map[string]string{}
+	for _, m := range h.Messages {
+		out[m.ID] = m.Body
+	}
+	return out
 }
