@@ -294,6 +294,11 @@ type Payload struct {
 // the sender, not to someone connected now or whose device already got the
 // message, not for a message deleted meanwhile, and only to live sessions.
 func (s *Service) deliver(ctx context.Context, it item) {
+	// Most recipients are connected: asked first, that spares decoding
+	// every message twice (the sender's copy and the recipient's).
+	if s.presence != nil && s.presence.Connected(it.userID) {
+		return
+	}
 	var ev struct {
 		ID             string `json:"id"`
 		ConversationID string `json:"conversation_id"`
@@ -301,9 +306,6 @@ func (s *Service) deliver(ctx context.Context, it item) {
 		SenderID       string `json:"sender_id"`
 	}
 	if err := json.Unmarshal(it.data, &ev); err != nil || ev.ID == "" || ev.SenderID == it.userID {
-		return
-	}
-	if s.presence != nil && s.presence.Connected(it.userID) {
 		return
 	}
 	var (
