@@ -35,6 +35,7 @@ type Service struct {
 	// and not at all without one (nothing else reads it then). 0 = never.
 	touchEvery time.Duration
 	cache      *sessionCache // nil: every request reads its session
+	tokens     *tokenCache   // Parley's tokens that verified
 
 	dummyOnce sync.Once
 	dummyHash []byte
@@ -43,8 +44,13 @@ type Service struct {
 // New returns a Service. cost is the bcrypt cost.
 func New(st store.Store, secret []byte, idle, ttl time.Duration, cost int) *Service {
 	touch := idle / 10
-	return &Service{Store: st, Secret: secret, IdleTimeout: idle, TTL: ttl, Cost: cost, touchEvery: touch}
+	return &Service{Store: st, Secret: secret, IdleTimeout: idle, TTL: ttl, Cost: cost, touchEvery: touch,
+		tokens: newTokenCache(tokenCacheSize)}
 }
+
+// tokenCacheSize bounds the verified tokens kept (tokenCache): some 300
+// bytes each, 15 MiB at most.
+const tokenCacheSize = 50_000
 
 // Grant is what register and login answer.
 type Grant struct {
@@ -204,31 +210,38 @@ type Principal struct {
 // does not verify is checked as the app's, when app tokens are configured
 // (SPEC §9.1); one it verifies is Parley's, valid or not.
 func (s *Service) Authenticate(ctx context.Context, token string, activity bool) (*Principal, error) {
-	var c claims
-	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.Secret, nil },
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		// The leeway lets a token signed on a node whose clock is a little
-		// ahead pass on another; expiry that matters is the session's, which
-		// is checked against the store below.
-		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(30*time.Second))
-	if s.App != nil && (errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable)) {
-		return s.appPrincipal(ctx, token, activity)
+	tc, ok := s.tokens.get(token, time.Now())
+	if !ok {
+		var c claims
+		_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.Secret, nil },
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+			jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(tokenLeeway))
+		if s.App != nil && (errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable)) {
+			return s.appPrincipal(ctx, token, activity)
+		}
+		if err != nil || c.SessionID == "" || c.Subject == "" {
+			return nil, errUnauthorized
+		}
+		tc = tokenClaims{sessionID: c.SessionID, subject: c.Subject, expires: c.ExpiresAt.Time}
+		s.tokens.put(token, tc)
 	}
-	if err != nil || c.SessionID == "" || c.Subject == "" {
-		return nil, errUnauthorized
-	}
-	p, err := s.loadSession(ctx, c.SessionID)
+	p, err := s.loadSession(ctx, tc.sessionID)
 	if errors.Is(err, parley.NotFound) {
 		return nil, errUnauthorized
 	}
 	if err != nil {
 		return nil, err
 	}
-	if p.Session.UserID != c.Subject {
+	if p.Session.UserID != tc.subject {
 		return nil, errUnauthorized
 	}
 	return s.admit(ctx, p, time.Now(), activity)
 }
+
+// tokenLeeway lets a token signed on a node whose clock is a little ahead
+// pass on another; the expiry that matters is the session's, which is
+// checked against the store on every request.
+const tokenLeeway = 30 * time.Second
 
 // loadSession reads a session and its user; parley.NotFound if either is
 // gone.
