@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/parley-chat/parley"
@@ -542,40 +543,59 @@ RETURNING m.conversation_id, m.user_id, m.peer_id`
 
 // AdvanceDeliveredAll is AdvanceDelivered for many markers, in ds's order.
 // It returns the peer of each marker that moved ("" for one that did not).
+// The markers name distinct rows.
 func (tx *Tx) AdvanceDeliveredAll(ds []Delivery) ([]string, error) {
 	peers := make([]string, len(ds))
-	if _, ok := tx.d.(ArrayBinder); !ok {
-		for i, d := range ds {
-			peer, err := tx.AdvanceDelivered(d.ConversationID, d.UserID, d.UpTo)
-			if err != nil {
-				return nil, err
-			}
-			peers[i] = peer
-		}
-		return peers, nil
-	}
-	convs, users, upTo := make([]string, len(ds)), make([]string, len(ds)), make([]int64, len(ds))
 	at := make(map[[2]string]int, len(ds))
 	for i, d := range ds {
-		convs[i], users[i], upTo[i] = d.ConversationID, d.UserID, d.UpTo
 		at[[2]string{d.ConversationID, d.UserID}] = i
 	}
-	rows, err := tx.query(advanceDeliveredSQL, convs, users, upTo)
+	if _, ok := tx.d.(ArrayBinder); ok {
+		convs, users, upTo := make([]string, len(ds)), make([]string, len(ds)), make([]int64, len(ds))
+		for i, d := range ds {
+			convs[i], users[i], upTo[i] = d.ConversationID, d.UserID, d.UpTo
+		}
+		return peers, tx.advancedPeers(at, peers, advanceDeliveredSQL, convs, users, upTo)
+	}
+	// A statement per chunk of rows of VALUES, not per marker: the
+	// statement, not the row, was most of a flush's cost on SQLite. One
+	// writer, so no locks to order.
+	for part := range chunks(ds, rowChunk) {
+		q := `UPDATE conversation_members AS m SET delivered_seq = v.column3
+			FROM (VALUES (?, ?, ?)` + strings.Repeat(`, (?, ?, ?)`, len(part)-1) + `) AS v
+			WHERE m.conversation_id = v.column1 AND m.user_id = v.column2 AND m.delivered_seq < v.column3
+			RETURNING conversation_id, user_id, peer_id`
+		args := make([]any, 0, 3*len(part))
+		for _, d := range part {
+			args = append(args, d.ConversationID, d.UserID, d.UpTo)
+		}
+		if err := tx.advancedPeers(at, peers, q, args...); err != nil {
+			return nil, err
+		}
+	}
+	return peers, nil
+}
+
+// advancedPeers runs an update of delivered markers returning
+// (conversation_id, user_id, peer_id) and puts each peer at its marker's
+// index in peers.
+func (tx *Tx) advancedPeers(at map[[2]string]int, peers []string, q string, args ...any) error {
+	rows, err := tx.query(q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("advance delivered: %w", err)
+		return fmt.Errorf("advance delivered: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var conv, user, peer string
 		if err := rows.Scan(&conv, &user, &peer); err != nil {
-			return nil, fmt.Errorf("advance delivered: %w", err)
+			return fmt.Errorf("advance delivered: %w", err)
 		}
 		peers[at[[2]string{conv, user}]] = peer
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("advance delivered: %w", err)
+		return fmt.Errorf("advance delivered: %w", err)
 	}
-	return peers, nil
+	return nil
 }
 
 const callColumns = `id, conversation_id, caller_id, callee_id, media, state, created_at, answered_at, ended_at`

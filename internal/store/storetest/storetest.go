@@ -46,6 +46,7 @@ func Run(t *testing.T, open Opener) {
 		{"RemoveLog", testRemoveLog},
 		{"SessionWithUser", testSessionWithUser},
 		{"EventsIn", testEventsIn},
+		{"AdvanceDeliveredAll", testAdvanceDeliveredAll},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
@@ -595,4 +596,87 @@ func testEventsIn(t *testing.T, open Opener) {
 			t.Fatalf("event %+v", e)
 		}
 	}
+}
+
+// testAdvanceDeliveredAll: a flush of delivered markers, more than one
+// statement's worth, moves each marker that is behind and answers its
+// peer, in the order asked; a marker already there, or asked to move
+// back, is left and answers "".
+func testAdvanceDeliveredAll(t *testing.T, open Opener) {
+	st := open(t, nil)
+	pro := mustUser(t, st, "pro")
+	const n = 230 // over one chunk of rows
+	clients := make([]string, n)
+	convs := make([]string, n)
+	err := st.Update(ctx, func(tx *store.Tx) error {
+		for i := range n {
+			name := fmt.Sprint("client", i)
+			u := &parley.User{ID: parley.NewID("usr"), Username: &name, DisplayName: name, Role: parley.RoleClient,
+				PasswordHash: []byte("x"), CreatedAt: store.Now()}
+			if err := tx.CreateUser(u); err != nil {
+				return err
+			}
+			clients[i], convs[i] = u.ID, parley.NewID("cnv")
+			if err := tx.CreateConversation(&store.ConversationRow{ID: convs[i], ClientID: u.ID, ProfessionalID: pro, CreatedAt: store.Now()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush := func(ds []store.Delivery) []string {
+		t.Helper()
+		var peers []string
+		if err := st.Update(ctx, func(tx *store.Tx) (err error) { peers, err = tx.AdvanceDeliveredAll(ds); return err }); err != nil {
+			t.Fatal(err)
+		}
+		return peers
+	}
+	// Each client's marker to 5, and the professional's to i+1.
+	var ds []store.Delivery
+	var want []string
+	for i := range n {
+		ds = append(ds, store.Delivery{ConversationID: convs[i], UserID: clients[i], UpTo: 5},
+			store.Delivery{ConversationID: convs[i], UserID: pro, UpTo: int64(i + 1)})
+		want = append(want, pro, clients[i])
+	}
+	if got := flush(ds); !slices.Equal(got, want) {
+		t.Fatalf("first flush: %d peers, want %d; first differing at %d", len(got), len(want), firstDiff(got, want))
+	}
+	// Again, with the first client's marker moved back and the second's on.
+	again := []store.Delivery{ds[0], {ConversationID: convs[0], UserID: clients[0], UpTo: 3}, {ConversationID: convs[1], UserID: clients[1], UpTo: 6}}
+	again = slices.Delete(again, 0, 1)
+	if got := flush(again); !slices.Equal(got, []string{"", pro}) {
+		t.Errorf("second flush: peers %q, want [\"\" %q]", got, pro)
+	}
+	err = st.Read(ctx, func(tx *store.Tx) error {
+		for i, want := range []int64{5, 6, 5} {
+			m, err := tx.Member(convs[i], clients[i])
+			if err != nil {
+				return err
+			}
+			if m.DeliveredSeq != want {
+				t.Errorf("client %d: delivered %d, want %d", i, m.DeliveredSeq, want)
+			}
+		}
+		m, err := tx.Member(convs[n-1], pro)
+		if err == nil && m.DeliveredSeq != n {
+			t.Errorf("professional in the last conversation: delivered %d, want %d", m.DeliveredSeq, n)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }
