@@ -43,7 +43,7 @@ type Config struct {
 	// end of its headers: 30s. Uploads get it plus time for the largest
 	// attachment at 32 KiB/s. 0 = none.
 	BodyTimeout time.Duration
-	// MaxConnsPerIP caps the connections one address holds open at once,
+	// MaxConnsPerIP caps the connections one address (an IPv6 /64) holds open at once,
 	// streams aside (they have their own caps): 256; trusted proxies are
 	// exempt; 0 = no cap.
 	MaxConnsPerIP int
@@ -302,7 +302,7 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.IntVar(&c.MaxStreams, "max-streams", c.MaxStreams, "open streams allowed per process (0 = from the open-files limit)")
 	fs.DurationVar(&c.BodyTimeout, "body-timeout", c.BodyTimeout, "time a request body may take to arrive (uploads get more, by size); 0 = none")
 	fs.Var((*byteSize)(&c.PublishInFlight), "publish-in-flight", "bytes of deliveries (payload × recipients) publishes may hold at once; beyond, 503 after a second; 0 = no bound")
-	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections one client address may hold open at once, streams aside; trusted proxies exempt; 0 = no cap")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "connections one client address (an IPv6 /64) may hold open at once, streams aside; trusted proxies exempt; 0 = no cap")
 	fs.IntVar(&c.MaxDiagStreams, "max-diag-streams", c.MaxDiagStreams, "open /api/diag/stream test streams allowed per process (0 = no cap)")
 	fs.Float64Var(&c.RateLimit, "rate-limit", c.RateLimit, "requests/s per user, burst twice that (0 = off)")
 	fs.DurationVar(&c.RetentionAge, "retention-age", c.RetentionAge, "keep events at least this long")

@@ -86,6 +86,23 @@ func TestProxyClientAddress(t *testing.T) {
 	if res := login(t, behind, "nobody", "wrong-password", map[string]string{"X-Real-IP": "203.0.113.3"}); res.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("client by X-Real-IP: %d %s, want 401", res.StatusCode, res.Body)
 	}
+	// An IPv6 client counts with its /64: another address of the same
+	// network has no budget of its own, another network has. (A username
+	// each, so that the per-account delay plays no part.)
+	for i := 0; ; i++ {
+		res := login(t, behind, fmt.Sprint("nobody6-", i), "wrong-password", xff(fmt.Sprintf("2001:db8:1:2::%x", i+1)))
+		if res.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		if i > 10 {
+			t.Fatalf("clients of 2001:db8:1:2::/64 never rate limited")
+		}
+	}
+	res := login(t, behind, "nobody6-x", "wrong-password", xff("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+	wantError(t, "another address of the same /64", res, http.StatusTooManyRequests, "rate_limited")
+	if res := login(t, behind, "nobody6-y", "wrong-password", xff("2001:db8:1:3::1")); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a client of another /64: %d %s, want 401", res.StatusCode, res.Body)
+	}
 	// The client's own hops to the left do not make it someone else: the
 	// rightmost untrusted hop is the client.
 	for i := range 5 {

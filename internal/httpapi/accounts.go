@@ -20,7 +20,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, parley.Errorf(parley.EForbidden, "registration is closed; sign in through the app"))
 		return
 	}
-	if !a.limiter.allow("ip:" + a.clientIP(r)) {
+	if !a.limiter.allow(a.limitKey(r)) {
 		a.writeError(w, r, &parley.Error{Code: parley.ERateLimited, Message: "too many requests", RetryAfter: time.Second})
 		return
 	}
@@ -38,7 +38,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request) {
-	if !a.limiter.allow("ip:" + a.clientIP(r)) {
+	if !a.limiter.allow(a.limitKey(r)) {
 		a.writeError(w, r, &parley.Error{Code: parley.ERateLimited, Message: "too many requests", RetryAfter: time.Second})
 		return
 	}

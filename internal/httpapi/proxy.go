@@ -83,6 +83,30 @@ func (a *API) clientIP(r *http.Request) string {
 	return peer.String()
 }
 
+// limitKey is the key of the request's client in the per-address rate
+// limits (LimitPrefix).
+func (a *API) limitKey(r *http.Request) string {
+	ip := a.clientIP(r)
+	if addr, err := netip.ParseAddr(ip); err == nil {
+		return "ip:" + LimitPrefix(addr).String()
+	}
+	return "ip:" + ip
+}
+
+// LimitPrefix is what the per-address limits count an address under: an
+// IPv4 address alone, an IPv6 address with the rest of its /64, the block
+// a network gives one subscriber. Counted one by one, IPv6 addresses would
+// give a client a fresh budget for each of its 2^64.
+func LimitPrefix(addr netip.Addr) netip.Prefix {
+	addr = addr.Unmap().WithZone("")
+	bits := 64
+	if addr.Is4() {
+		bits = 32
+	}
+	p, _ := addr.Prefix(bits) // valid for every length up to the address's
+	return p
+}
+
 // stripPort removes a port some proxies add to X-Forwarded-For entries
 // ("203.0.113.7:51234", "[2001:db8::1]:443").
 func stripPort(s string) string {

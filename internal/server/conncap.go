@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/parley-chat/parley/internal/httpapi"
 )
 
 // capListener caps the connections one client address holds open at once.
@@ -15,13 +17,14 @@ import (
 // to the event loop (its connection is closed there and a duplicate of the
 // socket kept): streams have caps of their own, per user and per process.
 // Trusted proxies are exempt, since every client behind them shares their
-// address.
+// address. An IPv6 address counts with the rest of its /64
+// (httpapi.LimitPrefix).
 type capListener struct {
 	net.Listener
 	max     int
 	exempt  []netip.Prefix
 	mu      sync.Mutex
-	open    map[netip.Addr]int
+	open    map[netip.Prefix]int
 	refused func() // counts a refusal, for a metric
 }
 
@@ -29,7 +32,7 @@ func newCapListener(ln net.Listener, max int, exempt []netip.Prefix, refused fun
 	if max <= 0 {
 		return ln
 	}
-	return &capListener{Listener: ln, max: max, exempt: exempt, open: map[netip.Addr]int{}, refused: refused}
+	return &capListener{Listener: ln, max: max, exempt: exempt, open: map[netip.Prefix]int{}, refused: refused}
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
@@ -46,8 +49,9 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if l.isExempt(addr) {
 			return c, nil
 		}
+		key := httpapi.LimitPrefix(addr)
 		l.mu.Lock()
-		n := l.open[addr]
+		n := l.open[key]
 		if n >= l.max {
 			l.mu.Unlock()
 			if l.refused != nil {
@@ -56,13 +60,13 @@ func (l *capListener) Accept() (net.Conn, error) {
 			go refuseConn(c)
 			continue
 		}
-		l.open[addr] = n + 1
+		l.open[key] = n + 1
 		l.mu.Unlock()
 		cc := &cappedConn{TCPConn: tc}
 		cc.release = func() {
 			l.mu.Lock()
-			if l.open[addr]--; l.open[addr] <= 0 {
-				delete(l.open, addr)
+			if l.open[key]--; l.open[key] <= 0 {
+				delete(l.open, key)
 			}
 			l.mu.Unlock()
 		}
