@@ -223,7 +223,12 @@ func (s *Service) Authenticate(ctx context.Context, token string, activity bool)
 			return nil, errUnauthorized
 		}
 		tc = tokenClaims{sessionID: c.SessionID, subject: c.Subject, expires: c.ExpiresAt.Time}
-		s.tokens.put(token, tc)
+		if activity {
+			// Only requests that count as activity keep the token: a
+			// stream verifies its token once per connection, so for an
+			// idle stream an entry would be memory and nothing else.
+			s.tokens.put(token, tc)
+		}
 	}
 	p, err := s.loadSession(ctx, tc.sessionID)
 	if errors.Is(err, parley.NotFound) {

@@ -13,6 +13,7 @@ import (
 // checked on each hit as the parser checks it, and the session behind the
 // token is checked on every request as before. It holds no state a change
 // could make stale, so unlike the session cache it serves every store.
+// Streams and polls use the entries other requests made, but make none.
 type tokenCache struct {
 	max int
 

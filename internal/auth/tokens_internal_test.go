@@ -1,9 +1,14 @@
 package auth
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/store/sqlite"
 )
 
 func TestTokenCache(t *testing.T) {
@@ -35,5 +40,35 @@ func TestTokenCache(t *testing.T) {
 	}
 	if _, ok := c.get("t4", now); !ok {
 		t.Fatal("the newest entry was evicted")
+	}
+}
+
+// A stream's or a poll's token (no activity) is verified and not kept; a
+// request's is kept, and then serves the others too.
+func TestTokensKeptForRequests(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "parley.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := New(db, []byte("tokens-test-secret-tokens-test-secret"), time.Hour, time.Hour, 4)
+	g, err := s.Register(ctx, Registration{Username: "alice", Password: "password123", Role: parley.RoleClient})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, g.Token, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.tokens.entries); n != 0 {
+		t.Fatalf("a passive authentication kept %d tokens", n)
+	}
+	for _, activity := range []bool{true, false} {
+		if p, err := s.Authenticate(ctx, g.Token, activity); err != nil || p.User.ID != g.User.ID {
+			t.Fatalf("authenticate (activity %v): %v", activity, err)
+		}
+	}
+	if _, ok := s.tokens.get(g.Token, time.Now()); !ok || len(s.tokens.entries) != 1 {
+		t.Fatalf("a request's token was not kept (%d entries)", len(s.tokens.entries))
 	}
 }
