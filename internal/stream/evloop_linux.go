@@ -316,12 +316,19 @@ func (l *loop) recheck(batch []*econn) {
 // behind reports how long frames wait for a worker right now.
 func (l *loop) behind() time.Duration { return time.Duration(l.lag.Load()) }
 
-func (l *loop) getBuf() []byte { return (*l.bufPool.Get().(*[]byte))[:0] }
+// getBuf returns an empty buffer and the box it goes back to the pool in:
+// putting a new &b each time would allocate a box per flush.
+func (l *loop) getBuf() *[]byte {
+	p := l.bufPool.Get().(*[]byte)
+	*p = (*p)[:0]
+	return p
+}
 
-func (l *loop) putBuf(b []byte) {
+// putBuf gives b, which grew from the buffer of box, back to the pool.
+func (l *loop) putBuf(box *[]byte, b []byte) {
 	if cap(b) <= 64<<10 {
-		b = b[:0]
-		l.bufPool.Put(&b)
+		*box = b[:0]
+		l.bufPool.Put(box)
 	}
 }
 
@@ -338,6 +345,7 @@ type econn struct {
 	mu       sync.Mutex
 	blocked  bool           // the socket was full; waiting for EPOLLOUT
 	out      []byte         // bytes not yet taken by the socket
+	outBox   *[]byte        // the pool's box of out (getBuf)
 	live     int            // live frames in out, for the slow-reader bound
 	since    time.Time      // when out last went from empty to not empty
 	cursor   int64          // the last durable id queued
@@ -545,7 +553,8 @@ func (e *econn) Kick(reason string, farewell *Frame) {
 func (e *econn) append(b []byte) {
 	if len(e.out) == 0 {
 		if e.out == nil {
-			e.out = e.l.getBuf()
+			e.outBox = e.l.getBuf()
+			e.out = *e.outBox
 		}
 		e.since = time.Now()
 	}
@@ -589,8 +598,8 @@ func (e *econn) flush() {
 		var n int
 		n, werr = e.write(e.out)
 		if n == len(e.out) {
-			e.l.putBuf(e.out)
-			e.out, e.live = nil, 0
+			e.l.putBuf(e.outBox, e.out)
+			e.out, e.outBox, e.live = nil, nil, 0
 			e.flushing, e.sent = e.sent, e.flushing[:0]
 			if e.blocked {
 				e.blocked = false
@@ -767,8 +776,8 @@ func (e *econn) close(reason string) {
 	}
 	e.closed = true
 	if e.out != nil {
-		e.l.putBuf(e.out)
-		e.out = nil
+		e.l.putBuf(e.outBox, e.out)
+		e.out, e.outBox = nil, nil
 	}
 	if e.on {
 		if reason == ReasonSlow || reason == ReasonError {
