@@ -92,13 +92,23 @@ func noStore(h http.Header) {
 	h.Set("X-Content-Type-Options", "nosniff")
 }
 
+// jsonType reports whether a Content-Type names JSON. The header almost
+// always is exactly application/json; only others are parsed (the parse
+// allocates a map of parameters on every request).
+func jsonType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
 // decode reads a JSON body of at most limit bytes into dst, answering the
 // SPEC's errors for every way a body can be wrong. A body over the limit is
 // refused from its Content-Length, or once the limit is reached while
 // reading, never read whole.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || mt != "application/json" {
+	if !jsonType(r.Header.Get("Content-Type")) {
 		return parley.Errorf(parley.EUnsupportedType, "Content-Type must be application/json")
 	}
 	if r.ContentLength > limit {
