@@ -48,8 +48,8 @@ func New(st store.Store, secret []byte, idle, ttl time.Duration, cost int) *Serv
 		tokens: newTokenCache(tokenCacheSize)}
 }
 
-// tokenCacheSize bounds the verified tokens kept (tokenCache): some 300
-// bytes each, 15 MiB at most.
+// tokenCacheSize bounds the verified tokens kept (tokenCache): some 450
+// bytes of heap each (measured), 22 MiB at most.
 const tokenCacheSize = 50_000
 
 // Grant is what register and login answer.
