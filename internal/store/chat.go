@@ -502,24 +502,6 @@ func (tx *Tx) AdvanceRead(conversationID, userID string, upTo int64) (bool, erro
 	return n > 0, err
 }
 
-// AdvanceDelivered moves the user's delivered marker forward to upTo. It
-// returns the peer's id when the marker moved, "" when it was already there.
-// The condition in the UPDATE is what keeps two nodes flushing at once from
-// moving it back.
-func (tx *Tx) AdvanceDelivered(conversationID, userID string, upTo int64) (string, error) {
-	var peer string
-	err := tx.queryRow(`UPDATE conversation_members SET delivered_seq = ?
-		WHERE conversation_id = ? AND user_id = ? AND delivered_seq < ? RETURNING peer_id`,
-		upTo, conversationID, userID, upTo).Scan(&peer)
-	if isNoRows(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("advance delivered: %w", err)
-	}
-	return peer, nil
-}
-
 // Delivery is a delivered marker to move: the user has received the
 // conversation's messages up to UpTo.
 type Delivery struct {
@@ -541,9 +523,11 @@ FROM v JOIN locked l ON l.conversation_id = v.c AND l.user_id = v.u
 WHERE m.conversation_id = v.c AND m.user_id = v.u AND m.delivered_seq < v.s
 RETURNING m.conversation_id, m.user_id, m.peer_id`
 
-// AdvanceDeliveredAll is AdvanceDelivered for many markers, in ds's order.
-// It returns the peer of each marker that moved ("" for one that did not).
-// The markers name distinct rows.
+// AdvanceDeliveredAll moves each user's delivered marker forward to its
+// UpTo, and returns the peer of each marker that moved ("" for one that
+// was already there), in ds's order. The markers name distinct rows. The
+// condition in the UPDATE is what keeps two nodes flushing at once from
+// moving a marker back.
 func (tx *Tx) AdvanceDeliveredAll(ds []Delivery) ([]string, error) {
 	peers := make([]string, len(ds))
 	at := make(map[[2]string]int, len(ds))
@@ -555,7 +539,10 @@ func (tx *Tx) AdvanceDeliveredAll(ds []Delivery) ([]string, error) {
 		for i, d := range ds {
 			convs[i], users[i], upTo[i] = d.ConversationID, d.UserID, d.UpTo
 		}
-		return peers, tx.advancedPeers(at, peers, advanceDeliveredSQL, convs, users, upTo)
+		if err := tx.advancedPeers(at, peers, advanceDeliveredSQL, convs, users, upTo); err != nil {
+			return nil, err
+		}
+		return peers, nil
 	}
 	// A statement per chunk of rows of VALUES, not per marker: the
 	// statement, not the row, was most of a flush's cost on SQLite. One
