@@ -40,7 +40,7 @@ func (c *tokenCache) get(token string, now time.Time) (tokenClaims, bool) {
 	if !ok {
 		return tokenClaims{}, false
 	}
-	if now.After(tc.expires.Add(tokenLeeway)) {
+	if !now.Before(tc.expires.Add(tokenLeeway)) { // as the parser: valid before exp+leeway
 		delete(c.entries, token)
 		return tokenClaims{}, false
 	}

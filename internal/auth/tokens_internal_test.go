@@ -22,12 +22,12 @@ func TestTokenCache(t *testing.T) {
 	if _, ok := c.get("tok ", now); ok {
 		t.Fatal("another string was a hit")
 	}
-	// The parser's leeway, and not a moment more.
-	if _, ok := c.get("tok", exp.Add(tokenLeeway)); !ok {
+	// The parser's leeway (valid before exp+leeway), and not a moment more.
+	if _, ok := c.get("tok", exp.Add(tokenLeeway-time.Nanosecond)); !ok {
 		t.Fatal("refused within the leeway")
 	}
-	if _, ok := c.get("tok", exp.Add(tokenLeeway+time.Millisecond)); ok {
-		t.Fatal("served after expiry and leeway")
+	if _, ok := c.get("tok", exp.Add(tokenLeeway)); ok {
+		t.Fatal("served at expiry plus leeway")
 	}
 	if len(c.entries) != 0 {
 		t.Fatal("an expired token was kept")
