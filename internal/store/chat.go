@@ -577,7 +577,11 @@ func (tx *Tx) advancedPeers(at map[[2]string]int, peers []string, q string, args
 		if err := rows.Scan(&conv, &user, &peer); err != nil {
 			return fmt.Errorf("advance delivered: %w", err)
 		}
-		peers[at[[2]string{conv, user}]] = peer
+		i, ok := at[[2]string{conv, user}]
+		if !ok {
+			return fmt.Errorf("advance delivered: a marker nobody asked for moved (%s, %s)", conv, user)
+		}
+		peers[i] = peer
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("advance delivered: %w", err)
