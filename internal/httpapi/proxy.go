@@ -96,16 +96,33 @@ func (a *API) limitKey(r *http.Request) string {
 // LimitPrefix is what the per-address limits count an address under: an
 // IPv4 address alone, an IPv6 address with the rest of its /64, the block
 // a network gives one subscriber. Counted one by one, IPv6 addresses would
-// give a client a fresh budget for each of its 2^64.
+// give a client a fresh budget for each of its 2^64. Addresses that carry
+// an IPv4 client's address are counted by that: NAT64's 64:ff9b::/96 by
+// the address itself, a 6to4 site (2002::/16) by its /48, and a Teredo
+// client (2001::/32), whose /64 is its relay's, by the whole address.
 func LimitPrefix(addr netip.Addr) netip.Prefix {
 	addr = addr.Unmap().WithZone("")
 	bits := 64
-	if addr.Is4() {
+	switch {
+	case addr.Is4():
 		bits = 32
+	case nat64.Contains(addr):
+		b := addr.As16()
+		addr, bits = netip.AddrFrom4([4]byte(b[12:])), 32
+	case sixToFour.Contains(addr):
+		bits = 48
+	case teredo.Contains(addr):
+		bits = 128
 	}
 	p, _ := addr.Prefix(bits) // valid for every length up to the address's
 	return p
 }
+
+var (
+	nat64     = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour = netip.MustParsePrefix("2002::/16")
+	teredo    = netip.MustParsePrefix("2001::/32")
+)
 
 // stripPort removes a port some proxies add to X-Forwarded-For entries
 // ("203.0.113.7:51234", "[2001:db8::1]:443").
