@@ -102,7 +102,7 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 			for i, m := range msgs {
 				ids[i], convs[i] = m.ID, m.ConversationID
 			}
-			if err := s.lockForWebhooks(tx, convs...); err != nil {
+			if err := s.lockForWebhooks(tx, "", convs...); err != nil { // it drops the messages' webhooks
 				return err
 			}
 			var tombs []*parley.Message

@@ -73,7 +73,7 @@ func (s *Service) expired(c *parley.Call) bool {
 // parties. It reports false when the call was no longer in from.
 func (s *Service) transition(tx *store.Tx, c *parley.Call, from, to string) (bool, error) {
 	if to == parley.CallMissed {
-		if err := s.lockForWebhooks(tx, c.ConversationID); err != nil {
+		if err := s.lockForWebhooks(tx, WebhookCallMissed, c.ConversationID); err != nil {
 			return false, err
 		}
 	}
@@ -257,7 +257,7 @@ func (s *Service) ExpireCalls(ctx context.Context) {
 			for i, c := range calls {
 				convs[i] = c.ConversationID
 			}
-			if err := s.lockForWebhooks(tx, convs...); err != nil {
+			if err := s.lockForWebhooks(tx, WebhookCallMissed, convs...); err != nil {
 				return err
 			}
 			for _, c := range calls {

@@ -466,7 +466,7 @@ func (s *Service) Edit(ctx context.Context, userID, msgID, body string) (*parley
 		if err != nil {
 			return err
 		}
-		if err := s.lockForWebhooks(tx, m.ConversationID); err != nil {
+		if err := s.lockForWebhooks(tx, WebhookMessageUpdated, m.ConversationID); err != nil {
 			return err
 		}
 		if m.Deleted {
@@ -504,7 +504,7 @@ func (s *Service) Delete(ctx context.Context, userID, msgID string) (*parley.Mes
 		if err != nil {
 			return err
 		}
-		if err := s.lockForWebhooks(tx, m.ConversationID); err != nil {
+		if err := s.lockForWebhooks(tx, "", m.ConversationID); err != nil { // it drops the message's webhooks
 			return err
 		}
 		out = m

@@ -51,12 +51,13 @@ func (s *Service) webhook(tx *store.Tx, typ, convID string, data any) error {
 	return tx.InsertWebhook(typ, convID, msgID, data)
 }
 
-// lockForWebhooks takes, when webhooks are on, the row locks of the
-// conversations a change is about to write or drop webhooks of, before
-// its first write (store.Tx.InsertWebhook says why). A send needs none: it
-// takes its conversation's lock first anyway.
-func (s *Service) lockForWebhooks(tx *store.Tx, convIDs ...string) error {
-	if len(s.opts.Webhooks.Types) == 0 {
+// lockForWebhooks takes the row locks of the conversations a change is
+// about to write webhooks of type typ for, or with typ "" drop webhooks of
+// (any type on), before its first write (store.Tx.InsertWebhook says
+// why); nothing when that type is off. A send needs none: it takes its
+// conversation's lock first anyway.
+func (s *Service) lockForWebhooks(tx *store.Tx, typ string, convIDs ...string) error {
+	if len(s.opts.Webhooks.Types) == 0 || typ != "" && !s.opts.Webhooks.on(typ) {
 		return nil
 	}
 	return tx.LockConversations(convIDs...)
@@ -124,7 +125,7 @@ func (s *Service) FireUnread(ctx context.Context) {
 			for i, w := range ws {
 				convs[i] = w.ConversationID
 			}
-			if err := s.lockForWebhooks(tx, convs...); err != nil {
+			if err := s.lockForWebhooks(tx, WebhookMessageUnread, convs...); err != nil {
 				return err
 			}
 			for _, w := range ws {
@@ -155,7 +156,12 @@ func (s *Service) fireUnread(tx *store.Tx, w store.UnreadWatch) error {
 		return tx.ClearUnread(w.ConversationID, w.UserID)
 	}
 	m, err := tx.MessageByID(w.MessageID)
-	if err != nil || m.Seq <= c.LastReadSeq || c.UnreadCount == 0 {
+	if err == nil && m.Deleted {
+		// Nothing may follow its message.deleted: the webhook tells of
+		// the newest message instead, if that one is still unread.
+		m = c.LastMessage
+	}
+	if err != nil || m == nil || m.Deleted || m.Seq <= c.LastReadSeq || c.UnreadCount == 0 {
 		// Read meanwhile by a path that did not clear the watch.
 		return tx.ClearUnread(w.ConversationID, w.UserID)
 	}

@@ -59,10 +59,14 @@ type Dialect interface {
 }
 
 // RowLocker is the optional capability of back ends with concurrent writers:
-// the clause that locks the rows a SELECT reads (" FOR UPDATE"). A back end
-// with a single writer (SQLite) needs no row locks and does not implement it.
+// the clauses that lock the rows a SELECT reads (" FOR UPDATE", and the
+// weaker " FOR NO KEY UPDATE" an UPDATE that leaves the keys alone takes,
+// which does not hold up the inserts of rows that refer to them). A back
+// end with a single writer (SQLite) needs no row locks and does not
+// implement it.
 type RowLocker interface {
 	ForUpdate() string
+	ForNoKeyUpdate() string
 }
 
 // ArrayBinder is the optional capability of back ends whose driver binds Go

@@ -91,7 +91,10 @@ func (tx *Tx) LockConversations(ids ...string) error {
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	for part := range chunks(ids, headChunk) {
-		if err := tx.lockRows("conversations", "id", part, l.ForUpdate()); err != nil {
+		// The lock a send's UPDATE of the row takes: it orders these
+		// changes with sends, and leaves an upload or a call, whose rows
+		// refer to the conversation, free to insert meanwhile.
+		if err := tx.lockRows("conversations", "id", part, l.ForNoKeyUpdate()); err != nil {
 			return fmt.Errorf("lock conversations: %w", err)
 		}
 	}

@@ -362,6 +362,45 @@ func TestUnread(t *testing.T) {
 	}
 }
 
+// TestNoUnreadAfterDelete: when the unread message a recipient's watch
+// was armed by is deleted, message.unread tells of the newest message
+// still unread, never of the deleted one after its message.deleted; with
+// none left unread it tells of nothing.
+func TestNoUnreadAfterDelete(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookUnreadAfter = []string{"message.unread", "message.deleted"}, 300*time.Millisecond
+	}))
+	client, pro, conv := openConversation(t, n)
+	n.Do(t, "POST", "/api/conversations/"+conv+"/read", pro.Token, map[string]any{"up_to_seq": 1}, nil)
+	var first, second struct{ ID string }
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "sent by mistake"}, &first)
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "meant this"}, &second)
+	if res := n.Do(t, "DELETE", "/api/messages/"+first.ID, pro.Token, nil, nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("delete: %d %s", res.StatusCode, res.Body)
+	}
+	got := rcv.wait(t, 2, 5*time.Second)
+	var data struct {
+		User    struct{ ID string } `json:"user"`
+		Message struct{ ID, Body string }
+	}
+	if got[0].Type != "message.deleted" || got[1].Type != "message.unread" || json.Unmarshal(got[1].Data, &data) != nil ||
+		data.User.ID != client.ID || data.Message.ID != second.ID || data.Message.Body != "meant this" {
+		t.Fatalf("got %v, %s; want message.deleted, then message.unread of the second message", types(got), got[len(got)-1].Data)
+	}
+
+	// Deleted, and nothing else unread: no message.unread.
+	n.Do(t, "POST", "/api/conversations/"+conv+"/read", client.Token, map[string]any{"up_to_seq": 3}, nil)
+	var third struct{ ID string }
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "never mind"}, &third)
+	n.Do(t, "DELETE", "/api/messages/"+third.ID, pro.Token, nil, nil)
+	rcv.wait(t, 3, 5*time.Second)
+	time.Sleep(900 * time.Millisecond) // three times the unread delay
+	if all := rcv.all(); len(all) != 3 || all[2].Type != "message.deleted" {
+		t.Fatalf("got %v, want a third webhook, message.deleted, and no more", types(all))
+	}
+}
+
 // TestDeleteDropsUnsentText: the webhooks of a message not yet accepted by
 // the receiver are dropped when the message is deleted, so its text stays
 // nowhere (not in the failed list either); the receiver gets the tombstone.
@@ -584,6 +623,7 @@ func TestSharedOrderSentOnce(t *testing.T) {
 	client, _, conv := openConversation(t, n)
 	for i := range 6 {
 		n.Do(t, "POST", "/api/conversations/"+conv+"/messages", client.Token, map[string]any{"body": fmt.Sprint(i)}, nil)
+		time.Sleep(2 * time.Millisecond) // ids order by the millisecond, and the tie-break is the id
 	}
 	db := connect(t, n.Config.DatabaseURL)
 	// The rows not yet claimed (the messages') all share one order.

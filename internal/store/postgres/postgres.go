@@ -242,6 +242,8 @@ func (dialect) Rebind(q string) string { return store.DollarRebind(q) }
 
 func (dialect) ForUpdate() string { return " FOR UPDATE" }
 
+func (dialect) ForNoKeyUpdate() string { return " FOR NO KEY UPDATE" }
+
 func (dialect) BindsArrays() {}
 
 func (dialect) ReturnsJoined() {}
