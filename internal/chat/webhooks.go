@@ -158,8 +158,12 @@ func (s *Service) fireUnread(tx *store.Tx, w store.UnreadWatch) error {
 	m, err := tx.MessageByID(w.MessageID)
 	if err == nil && m.Deleted {
 		// Nothing may follow its message.deleted: the webhook tells of
-		// the newest message instead, if that one is still unread.
+		// the newest message instead, if that one is still unread (and
+		// not the recipient's own).
 		m = c.LastMessage
+		if m != nil && m.SentBy(w.UserID) {
+			m = nil
+		}
 	}
 	if err != nil || m == nil || m.Deleted || m.Seq <= c.LastReadSeq || c.UnreadCount == 0 {
 		// Read meanwhile by a path that did not clear the watch.
