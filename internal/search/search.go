@@ -42,6 +42,14 @@ func Words(s string) []string {
 	if isASCII(s) {
 		return asciiWords(s)
 	}
+	if !utf8.ValidString(s) {
+		// NFKD does not decompose reliably next to bytes that are not
+		// UTF-8: "\xf6ė" kept its ė whole, and decomposed it with a
+		// no-break space after. Each run of them becomes U+FFFD, which is
+		// no word character and so splits. A JSON body cannot hold them;
+		// a query string can.
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
 	var ws wordSet
 	// Full Unicode case folding; a Caser keeps state, so one per call.
 	fold := cases.Fold()
