@@ -40,19 +40,17 @@ func (a *API) viaTrustedProxy(r *http.Request) bool {
 	return len(a.trusted) > 0 && a.trustedAddr(peerAddr(r))
 }
 
-// clientIP is the address of the client a request comes from: the TCP peer,
-// or when the peer is a trusted proxy, the rightmost address of
+// clientAddr is the address of the client a request comes from: the TCP
+// peer, or when the peer is a trusted proxy, the rightmost address of
 // X-Forwarded-For that is not itself a trusted proxy (addresses to its left
 // were written by the client and prove nothing), else X-Real-IP. A header
 // from any other peer is ignored, so a client cannot choose its own address
-// to escape the per-address limits.
-func (a *API) clientIP(r *http.Request) string {
+// to escape the per-address limits. It is invalid when the peer's address
+// cannot be read.
+func (a *API) clientAddr(r *http.Request) netip.Addr {
 	peer := peerAddr(r)
-	if !peer.IsValid() {
-		return r.RemoteAddr
-	}
-	if !a.viaTrustedProxy(r) {
-		return peer.String()
+	if !peer.IsValid() || !a.viaTrustedProxy(r) {
+		return peer
 	}
 	var hops []string
 	for _, h := range r.Header.Values("X-Forwarded-For") {
@@ -68,29 +66,37 @@ func (a *API) clientIP(r *http.Request) string {
 		}
 		hop = hop.Unmap()
 		if !a.trustedAddr(hop) {
-			return hop.String()
+			return hop
 		}
 		leftmost = hop
 	}
 	if len(hops) == 0 {
 		if real, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get("X-Real-IP"))); err == nil {
-			return real.Unmap().String()
+			return real.Unmap()
 		}
 	}
 	if leftmost.IsValid() {
-		return leftmost.String()
+		return leftmost
 	}
-	return peer.String()
+	return peer
+}
+
+// clientIP is clientAddr for logs: the TCP peer as Go gave it when its
+// address cannot be read.
+func (a *API) clientIP(r *http.Request) string {
+	if addr := a.clientAddr(r); addr.IsValid() {
+		return addr.String()
+	}
+	return r.RemoteAddr
 }
 
 // limitKey is the key of the request's client in the per-address rate
 // limits (LimitPrefix).
 func (a *API) limitKey(r *http.Request) string {
-	ip := a.clientIP(r)
-	if addr, err := netip.ParseAddr(ip); err == nil {
+	if addr := a.clientAddr(r); addr.IsValid() {
 		return "ip:" + LimitPrefix(addr).String()
 	}
-	return "ip:" + ip
+	return "ip:" + r.RemoteAddr
 }
 
 // LimitPrefix is what the per-address limits count an address under: an
