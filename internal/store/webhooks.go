@@ -84,13 +84,18 @@ func (tx *Tx) LockConversations(ids ...string) error {
 	if !ok {
 		return nil
 	}
-	ids = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return slices.Contains(tx.convLocks, id) })
-	if len(ids) == 0 {
+	var todo []string // nil, no allocation, when all are held (a send's webhook)
+	for _, id := range ids {
+		if !slices.Contains(tx.convLocks, id) {
+			todo = append(todo, id)
+		}
+	}
+	if len(todo) == 0 {
 		return nil
 	}
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	for part := range chunks(ids, headChunk) {
+	slices.Sort(todo)
+	todo = slices.Compact(todo)
+	for part := range chunks(todo, headChunk) {
 		// The lock a send's UPDATE of the row takes: it orders these
 		// changes with sends, and leaves an upload or a call, whose rows
 		// refer to the conversation, free to insert meanwhile.
@@ -98,7 +103,7 @@ func (tx *Tx) LockConversations(ids ...string) error {
 			return fmt.Errorf("lock conversations: %w", err)
 		}
 	}
-	for _, id := range ids {
+	for _, id := range todo {
 		tx.lockedConversation(id)
 	}
 	return nil
