@@ -76,21 +76,15 @@ func (s *Service) Delivered(userID string, events []parley.Event) {
 		if events[i].Type != parley.EventMessageCreated {
 			continue
 		}
-		// Declared here, it is allocated for messages only, not for
-		// every delivery of every other event.
-		var m struct {
-			ConversationID string `json:"conversation_id"`
-			Seq            int64  `json:"seq"`
-			SenderID       string `json:"sender_id"`
-		}
-		if json.Unmarshal(events[i].Data, &m) != nil || m.SenderID == userID || m.ConversationID == "" {
+		conv, seq, sender, ok := messageRef(events[i].Data)
+		if !ok || string(sender) == userID || conv == "" {
 			continue // the sender's own devices do not deliver to the sender
 		}
 		if top == nil {
 			top = make(map[deliveredKey]int64, 1)
 		}
-		k := deliveredKey{m.ConversationID, userID}
-		top[k] = max(top[k], m.Seq)
+		k := deliveredKey{conv, userID}
+		top[k] = max(top[k], seq)
 	}
 	if len(top) > 0 {
 		s.delivered.noteAll(top)
