@@ -382,7 +382,7 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		// The seq first, with the membership check: the conversation's
 		// row stays locked to the commit either way (NextSeq says why).
 		now := store.Now()
-		mem, seq, err := tx.MemberNextSeq(convID, senderID, now)
+		peerID, seq, err := tx.MemberNextSeq(convID, senderID, now)
 		if err != nil {
 			return err
 		}
@@ -418,10 +418,10 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		if err != nil {
 			return err
 		}
-		if err := tx.AppendJSON(parley.EventMessageCreated, m, senderID, mem.PeerID); err != nil {
+		if err := tx.AppendJSON(parley.EventMessageCreated, m, senderID, peerID); err != nil {
 			return err
 		}
-		if err := s.messageCreated(tx, m, mem.PeerID); err != nil {
+		if err := s.messageCreated(tx, m, peerID); err != nil {
 			return err
 		}
 		msg, created = m, true

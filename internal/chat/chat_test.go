@@ -193,6 +193,10 @@ func TestNonParticipantNotFound(t *testing.T) {
 	if len(h.Messages) != 2 || h.Messages[1].Body != "reply" {
 		t.Fatalf("history after intrusions: %+v", h.Messages)
 	}
+	// Nor did the refused sends take a seq.
+	if next := send(t, n, p.client, p.conv.ID, "after"); next.Seq != h.Messages[1].Seq+1 {
+		t.Fatalf("next seq %d after %d", next.Seq, h.Messages[1].Seq)
+	}
 }
 
 func TestSendMessages(t *testing.T) {

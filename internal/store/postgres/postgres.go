@@ -246,8 +246,6 @@ func (dialect) ForNoKeyUpdate() string { return " FOR NO KEY UPDATE" }
 
 func (dialect) BindsArrays() {}
 
-func (dialect) ReturnsJoined() {}
-
 // IsFull recognises disk_full (53100) and the other "insufficient
 // resources" errors of a server out of room (53000, out of disk for temp
 // files or WAL).
