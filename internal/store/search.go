@@ -43,8 +43,14 @@ func (tx *Tx) indexMessage(id, body string) error {
 		if words == "" {
 			return nil
 		}
-		var rowid int64
-		if err := tx.queryRow(`INSERT INTO message_search (message_id) VALUES (?) RETURNING id`, id).Scan(&rowid); err != nil {
+		// The rowid from the driver's result rather than RETURNING: an
+		// exec costs less than a query, once per message.
+		res, err := tx.exec(`INSERT INTO message_search (message_id) VALUES (?)`, id)
+		if err != nil {
+			return fmt.Errorf("index message: %w", err)
+		}
+		rowid, err := res.LastInsertId()
+		if err != nil {
 			return fmt.Errorf("index message: %w", err)
 		}
 		if err := tx.writeFullText(FullTextWrite{rowid: rowid, words: words}); err != nil {
@@ -90,21 +96,39 @@ func (tx *Tx) writeFullText(w FullTextWrite) error {
 	return tx.WriteFullText(w)
 }
 
-// WriteFullText makes FTS5 writes, in order.
+// WriteFullText makes FTS5 writes, in order. New rows in a run go in one
+// statement per chunk: a group commit's messages cost a statement, where one
+// each was 2 % of a chat server's CPU.
 func (tx *Tx) WriteFullText(ws ...FullTextWrite) error {
-	for _, w := range ws {
+	for len(ws) > 0 {
+		n := 0
+		for n < len(ws) && ws[n].words != "" && !ws[n].replace {
+			n++
+		}
+		if n > 0 {
+			for part := range chunks(ws[:n], rowChunk) {
+				args := make([]any, 0, 2*len(part))
+				for _, w := range part {
+					args = append(args, w.rowid, w.words)
+				}
+				if _, err := tx.exec(`INSERT INTO message_fts (rowid, words) VALUES (?, ?)`+
+					strings.Repeat(`, (?, ?)`, len(part)-1), args...); err != nil {
+					return fmt.Errorf("full-text index: %w", err)
+				}
+			}
+			ws = ws[n:]
+			continue
+		}
 		var err error
-		switch {
-		case w.words == "":
+		if w := ws[0]; w.words == "" {
 			_, err = tx.exec(`DELETE FROM message_fts WHERE rowid = ?`, w.rowid)
-		case w.replace:
+		} else {
 			_, err = tx.exec(`UPDATE message_fts SET words = ? WHERE rowid = ?`, w.words, w.rowid)
-		default:
-			_, err = tx.exec(`INSERT INTO message_fts (rowid, words) VALUES (?, ?)`, w.rowid, w.words)
 		}
 		if err != nil {
 			return fmt.Errorf("full-text index: %w", err)
 		}
+		ws = ws[1:]
 	}
 	return nil
 }
