@@ -61,8 +61,17 @@ func TestCommitPacing(t *testing.T) {
 	// the writer has seen concurrent callers) and those that filled up to
 	// the busiest recent commit early; on the development machine 42–52.
 	// Unpaced, 151–187 over 130–140 ms. A slow machine stretches the
-	// arrivals, and with them the bound.
-	if most := max(n/3, int(span/sqlite.CommitPace)+8); int(c1-c0) > most {
+	// arrivals.
+	//
+	// Where a commit's fsync is quicker than the gap between arrivals, few
+	// commits look concurrent, and a paced commit stops at the busiest
+	// recent one's size, which is small: 43–151 commits paced (median 60)
+	// and 198–200 unpaced on such a machine (2026-12). So the bound is
+	// loose, and what tells pacing from none everywhere is that it waited.
+	if sqlite.PacedWaits(db) == 0 {
+		t.Fatalf("%d appends arriving steadily: no commit waited for company", n)
+	}
+	if most := n * 19 / 20; int(c1-c0) > most {
 		t.Fatalf("%d appends arriving steadily over %v took %d commits, want at most %d", n, span, c1-c0, most)
 	}
 	if got := len(readLog(t, db, user)); got != 100+n {
