@@ -363,8 +363,25 @@ func (s *Service) insertMessageAt(tx *store.Tx, convID string, senderID *string,
 // same client_id answers the original message with created false and writes
 // no event.
 func (s *Service) Send(ctx context.Context, senderID, convID string, req Message) (msg *parley.Message, created bool, err error) {
+	msg, _, created, err = s.send(ctx, senderID, convID, req)
+	return msg, created, err
+}
+
+// SendEncoded is Send for an answer on the wire: the message as JSON. A new
+// message's is the data of its message.created events, encoded once.
+func (s *Service) SendEncoded(ctx context.Context, senderID, convID string, req Message) (json.RawMessage, bool, error) {
+	msg, data, created, err := s.send(ctx, senderID, convID, req)
+	if err != nil || data != nil {
+		return data, created, err
+	}
+	data, err = json.Marshal(msg)
+	return data, created, err
+}
+
+// send is Send, with the new message's encoding (nil for a retry).
+func (s *Service) send(ctx context.Context, senderID, convID string, req Message) (msg *parley.Message, data json.RawMessage, created bool, err error) {
 	if err := s.validMessage("", &req); err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	retry := func(tx *store.Tx) error {
 		prev, err := tx.MessageByClientID(&senderID, req.ClientID)
@@ -378,7 +395,7 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		return nil
 	}
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
-		msg, created = nil, false
+		msg, data, created = nil, nil, false
 		// The seq first, with the membership check: the conversation's
 		// row stays locked to the commit either way (NextSeq says why).
 		now := store.Now()
@@ -418,22 +435,30 @@ func (s *Service) Send(ctx context.Context, senderID, convID string, req Message
 		if err != nil {
 			return err
 		}
-		if err := tx.AppendJSON(parley.EventMessageCreated, m, senderID, peerID); err != nil {
+		b, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("marshal message: %w", err)
+		}
+		if err := tx.AppendEncoded(parley.EventMessageCreated, b, senderID, peerID); err != nil {
 			return err
 		}
 		if err := s.messageCreated(tx, m, peerID); err != nil {
 			return err
 		}
-		msg, created = m, true
+		msg, data, created = m, b, true
 		return nil
 	})
 	if errors.Is(err, store.ErrDuplicate) {
+		// On PostgreSQL the insert goes out with the COMMIT, so the
+		// duplicate shows after fn returned: what it encoded was never
+		// stored.
+		data = nil
 		err = s.store.View(ctx, retry)
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	return msg, created, nil
+	return msg, data, created, nil
 }
 
 // ownMessage loads a message for a change by its sender: a non-participant

@@ -121,12 +121,16 @@ func (h *chatHandlers) send(w http.ResponseWriter, r *http.Request) {
 		h.a.writeError(w, r, err)
 		return
 	}
-	m, created, err := h.svc.Send(r.Context(), Principal(r).User.ID, r.PathValue("id"), req)
+	m, created, err := h.svc.SendEncoded(r.Context(), Principal(r).User.ID, r.PathValue("id"), req)
+	if err != nil {
+		h.a.writeError(w, r, err)
+		return
+	}
 	code := http.StatusCreated
 	if !created {
 		code = http.StatusOK
 	}
-	h.respond(w, r, code, m, err)
+	writeRawJSON(w, code, m)
 }
 
 func (h *chatHandlers) edit(w http.ResponseWriter, r *http.Request) {

@@ -74,14 +74,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	writeRawJSON(w, code, b)
 }
 
-// writeRawJSON is writeJSON for a body already encoded.
+// writeRawJSON is writeJSON for a body already encoded, which it leaves
+// as it is (an event may share it).
 func writeRawJSON(w http.ResponseWriter, code int, b []byte) {
 	noStore(w.Header())
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(code)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
+	_, _ = w.Write(newline)
 }
+
+var newline = []byte("\n")
 
 // noStore marks an API answer as not to be kept by browsers or proxies
 // (it holds messages, tokens, who is online: a shared cache or the back

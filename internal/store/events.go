@@ -409,12 +409,18 @@ func (tx *Tx) AppendJSON(typ string, data any, userIDs ...string) error {
 	if err != nil {
 		return fmt.Errorf("marshal %s: %w", typ, err)
 	}
+	return tx.AppendEncoded(typ, b, userIDs...)
+}
+
+// AppendEncoded is AppendJSON for data already encoded, which the events
+// share: it must not change after.
+func (tx *Tx) AppendEncoded(typ string, b json.RawMessage, userIDs ...string) error {
 	evs := make([]parley.NewEvent, len(userIDs))
 	for i, u := range userIDs {
 		evs[i] = parley.NewEvent{UserID: u, Type: typ, Data: b}
 	}
 	// No ids are returned, so the append may be held back (appendEvents).
-	_, err = tx.appendEvents(evs, true, true)
+	_, err := tx.appendEvents(evs, true, true)
 	return err
 }
 
