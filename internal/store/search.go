@@ -96,9 +96,9 @@ func (tx *Tx) writeFullText(w FullTextWrite) error {
 	return tx.WriteFullText(w)
 }
 
-// WriteFullText makes FTS5 writes, in order. New rows in a run go in one
-// statement per chunk: a group commit's messages cost a statement, where one
-// each was 2 % of a chat server's CPU.
+// WriteFullText makes FTS5 writes, in order. New rows in a run go in
+// multi-row statements (chunks: 10 rows are two), where a statement each
+// was 2 % of a chat server's CPU.
 func (tx *Tx) WriteFullText(ws ...FullTextWrite) error {
 	for len(ws) > 0 {
 		n := 0

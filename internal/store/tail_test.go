@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/json"
 	"math"
+	"math/bits"
 	"slices"
 	"testing"
 
@@ -129,7 +130,8 @@ func TestUnionByID(t *testing.T) {
 	}
 }
 
-// chunks covers the input in order, in parts of a few sizes only.
+// chunks covers the input in order, in parts of a few sizes only, and a
+// remainder in as few parts as it has bits set.
 func TestChunksFewShapes(t *testing.T) {
 	shapes := map[int]bool{}
 	for n := range 1200 {
@@ -138,18 +140,26 @@ func TestChunksFewShapes(t *testing.T) {
 			in[i] = i
 		}
 		var out []int
+		parts := 0
 		for part := range chunks(in, 200) {
 			shapes[len(part)] = true
 			out = append(out, part...)
+			parts++
 		}
 		if !slices.Equal(in, out) {
 			t.Fatalf("n=%d: chunks gave back %d elements, out of order or short", n, len(out))
 		}
+		if want := n/200 + bits.OnesCount(uint(n%200)); parts != want {
+			t.Errorf("n=%d: %d parts, want %d", n, parts, want)
+		}
 	}
 	for size := range shapes {
-		if size != 200 && size != 40 && size != 8 && size != 1 {
-			t.Errorf("a part of %d elements: not one of 200, 40, 8, 1", size)
+		if size != 200 && (size >= 200 || size&(size-1) != 0) {
+			t.Errorf("a part of %d elements: not 200 nor a power of two below it", size)
 		}
+	}
+	if len(shapes) != 9 {
+		t.Errorf("%d shapes, want 9 (200, 128, 64, …, 1)", len(shapes))
 	}
 }
 

@@ -35,3 +35,19 @@ func WriterExec(db *DB, q string, args ...any) error {
 		return err
 	})
 }
+
+// Queued returns how many requests wait for the writer.
+func Queued(db *DB) int { return len(db.reqs) }
+
+// HoldWriter occupies the writer until release is called, so that the
+// requests queued meanwhile share its next commit.
+func HoldWriter(db *DB) (release func()) {
+	started, done := make(chan struct{}), make(chan struct{})
+	go onWriter(db, func(*stmtCache) error {
+		close(started)
+		<-done
+		return nil
+	})
+	<-started
+	return func() { close(done) }
+}

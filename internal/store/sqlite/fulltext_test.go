@@ -6,10 +6,12 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/search"
 	"github.com/parley-chat/parley/internal/store"
+	"github.com/parley-chat/parley/internal/store/sqlite"
 )
 
 // TestFullTextAtEndOfBatch: the writer makes a batch's full-text writes after
@@ -110,5 +112,79 @@ func TestFullTextAtEndOfBatch(t *testing.T) {
 	}
 	if got := find("shared"); !slices.Equal(got, want) {
 		t.Fatalf("search for the shared word found %d messages, want %d", len(got), len(want))
+	}
+}
+
+// TestFullTextAcrossOneCommit: the FTS5 writes of several transactions of one
+// commit go out together, new rows batched, still in the order they were
+// made: a message indexed by one and edited by the next, one deleted by
+// another transaction than its own, and a rowid that delete freed taken
+// again by a third.
+func TestFullTextAcrossOneCommit(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	users := mustCreateUsers(t, db, 2)
+	ctx := context.Background()
+	if err := db.Update(ctx, func(tx *store.Tx) error {
+		return tx.CreateConversation(&store.ConversationRow{ID: "cnv_1", ClientID: users[0], ProfessionalID: users[1], CreatedAt: store.Now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(id, body string) func(tx *store.Tx) error {
+		return func(tx *store.Tx) error {
+			seq, err := tx.NextSeq("cnv_1", store.Now())
+			if err != nil {
+				return err
+			}
+			return tx.InsertMessage(&parley.Message{ID: id, ConversationID: "cnv_1", Seq: seq, Kind: parley.MessageUser,
+				SenderID: &users[0], Body: body, CreatedAt: parley.T(store.Now())})
+		}
+	}
+	steps := []func(tx *store.Tx) error{
+		send("msg_a", "alpha one"),
+		func(tx *store.Tx) error { return tx.EditMessage("msg_a", "beta two", store.Now()) },
+		send("msg_b", "gamma three"),
+		send("msg_c", "gamma four"),
+		func(tx *store.Tx) error { return tx.DeleteMessage("msg_c") }, // the newest rowid, freed
+		send("msg_d", "alpha five"),                                   // and taken again
+	}
+	c0, _ := db.Commits()
+	release := sqlite.HoldWriter(db)
+	errs := make(chan error, len(steps))
+	for i, fn := range steps {
+		go func() { errs <- db.Update(ctx, fn) }()
+		for sqlite.Queued(db) != i+1 {
+			time.Sleep(time.Millisecond) // queued in this order
+		}
+	}
+	release()
+	for range steps {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c1, _ := db.Commits(); c1-c0 != 2 {
+		t.Fatalf("%d commits: the held one and %d for the steps, want 1", c1-c0, c1-c0-1)
+	}
+	find := func(word string) []string {
+		t.Helper()
+		var ids []string
+		err := db.View(ctx, func(tx *store.Tx) error {
+			ms, _, err := tx.SearchMessages(store.SearchQuery{UserID: users[1], Words: search.Words(word), Limit: 100})
+			for _, m := range ms {
+				ids = append(ids, m.ID)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	for word, want := range map[string][]string{"alpha": {"msg_d"}, "beta": {"msg_a"}, "one": nil,
+		"gamma": {"msg_b"}, "four": nil, "five": {"msg_d"}} {
+		if got := find(word); !slices.Equal(got, want) {
+			t.Errorf("search %q found %v, want %v", word, got, want)
+		}
 	}
 }
