@@ -13,13 +13,14 @@ import (
 // encodes after these three fields. So this scans the top-level object only
 // until it has them, skipping what comes before without decoding it.
 //
-// data is what json.Marshal made of a parley.Message (the log holds nothing
-// else under that type), so the scan need not validate what it skips. What
+// data is valid JSON: what json.Marshal made of a parley.Message, or of the
+// {id, deleted} a log reference renders to once its message is gone (no
+// conversation: skipped). So the scan need not validate what it skips. What
 // the encoder does not write (an escape in a key or in the ids, a key in
 // another case, a seq that is not a plain integer) sends the data to
-// encoding/json, which then decides. sender aliases data; it is empty for a
-// system message.
-func messageRef(data []byte) (conv string, seq int64, sender []byte, ok bool) {
+// encoding/json, which then decides. conv and sender alias data; sender is
+// empty for a system message.
+func messageRef(data []byte) (conv []byte, seq int64, sender []byte, ok bool) {
 	if conv, seq, sender, sure := scanMessageRef(data); sure {
 		return conv, seq, sender, true
 	}
@@ -29,9 +30,9 @@ func messageRef(data []byte) (conv string, seq int64, sender []byte, ok bool) {
 		SenderID       string `json:"sender_id"`
 	}
 	if json.Unmarshal(data, &m) != nil {
-		return "", 0, nil, false
+		return nil, 0, nil, false
 	}
-	return m.ConversationID, m.Seq, []byte(m.SenderID), true
+	return []byte(m.ConversationID), m.Seq, []byte(m.SenderID), true
 }
 
 var (
@@ -42,7 +43,7 @@ var (
 
 // scanMessageRef is messageRef's fast path; sure is false where encoding/json
 // must decide.
-func scanMessageRef(b []byte) (conv string, seq int64, sender []byte, sure bool) {
+func scanMessageRef(b []byte) (conv []byte, seq int64, sender []byte, sure bool) {
 	const (
 		haveConv = 1 << iota
 		haveSeq
@@ -51,21 +52,21 @@ func scanMessageRef(b []byte) (conv string, seq int64, sender []byte, sure bool)
 	)
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
-		return "", 0, nil, false
+		return nil, 0, nil, false
 	}
 	i = skipSpace(b, i+1)
 	if i < len(b) && b[i] == '}' {
-		return "", 0, nil, true
+		return nil, 0, nil, true
 	}
 	var have int
 	for {
 		key, next, ok := plainString(b, i)
 		if !ok {
-			return "", 0, nil, false
+			return nil, 0, nil, false
 		}
 		i = skipSpace(b, next)
 		if i >= len(b) || b[i] != ':' {
-			return "", 0, nil, false
+			return nil, 0, nil, false
 		}
 		i = skipSpace(b, i+1)
 		var field int
@@ -80,10 +81,10 @@ func scanMessageRef(b []byte) (conv string, seq int64, sender []byte, sure bool)
 			bytes.EqualFold(key, keySender) || !isASCII(key):
 			// encoding/json matches keys case-insensitively, and folds
 			// some non-ASCII letters to ASCII ones (ſ to s).
-			return "", 0, nil, false
+			return nil, 0, nil, false
 		}
 		if field&have != 0 {
-			return "", 0, nil, false // a repeated key: the last one counts
+			return nil, 0, nil, false // a repeated key: the last one counts
 		}
 		if field != 0 {
 			have |= field
@@ -91,7 +92,7 @@ func scanMessageRef(b []byte) (conv string, seq int64, sender []byte, sure bool)
 		switch {
 		case field == 0:
 			if i, ok = skipValue(b, i); !ok {
-				return "", 0, nil, false
+				return nil, 0, nil, false
 			}
 		case isNull(b, i):
 			i += len("null") // leaves the field as it was: zero
@@ -104,21 +105,21 @@ func scanMessageRef(b []byte) (conv string, seq int64, sender []byte, sure bool)
 				j++
 			}
 			if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
-				return "", 0, nil, false
+				return nil, 0, nil, false
 			}
 			n, err := strconv.ParseInt(string(b[i:j]), 10, 64)
 			if err != nil {
-				return "", 0, nil, false
+				return nil, 0, nil, false
 			}
 			seq, i = n, j
 		default:
 			s, next, ok := plainString(b, i)
 			if !ok || !isASCII(s) {
 				// encoding/json would make invalid UTF-8 U+FFFD.
-				return "", 0, nil, false
+				return nil, 0, nil, false
 			}
 			if field == haveConv {
-				conv = string(s)
+				conv = s
 			} else {
 				sender = s
 			}
@@ -129,7 +130,7 @@ func scanMessageRef(b []byte) (conv string, seq int64, sender []byte, sure bool)
 		}
 		i = skipSpace(b, i)
 		if i >= len(b) {
-			return "", 0, nil, false
+			return nil, 0, nil, false
 		}
 		switch b[i] {
 		case ',':
@@ -137,7 +138,7 @@ func scanMessageRef(b []byte) (conv string, seq int64, sender []byte, sure bool)
 		case '}':
 			return conv, seq, sender, true
 		default:
-			return "", 0, nil, false
+			return nil, 0, nil, false
 		}
 	}
 }

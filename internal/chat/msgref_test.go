@@ -70,11 +70,11 @@ func TestMessageRef(t *testing.T) {
 				t.Errorf("scan decided: %v, want %v", sure, tc.fast)
 			}
 			conv, seq, sender, ok := messageRef(tc.data)
-			if conv != tc.conv || seq != tc.seq || string(sender) != tc.sender || ok != tc.ok {
+			if string(conv) != tc.conv || seq != tc.seq || string(sender) != tc.sender || ok != tc.ok {
 				t.Errorf("messageRef = %q %d %q %v, want %q %d %q %v", conv, seq, sender, ok, tc.conv, tc.seq, tc.sender, tc.ok)
 			}
 			c, s, u, k := fullRef(tc.data)
-			if conv != c || seq != s || string(sender) != u || ok != k {
+			if string(conv) != c || seq != s || string(sender) != u || ok != k {
 				t.Errorf("encoding/json reads %q %d %q %v", c, s, u, k)
 			}
 		})
@@ -95,7 +95,7 @@ func FuzzMessageRef(f *testing.F) {
 			return
 		}
 		c, s, u, k := fullRef(data)
-		if conv != c || seq != s || string(sender) != u || ok != k {
+		if string(conv) != c || seq != s || string(sender) != u || ok != k {
 			t.Fatalf("messageRef(%q) = %q %d %q %v; encoding/json reads %q %d %q %v", data, conv, seq, sender, ok, c, s, u, k)
 		}
 	})
@@ -115,7 +115,7 @@ func FuzzMessageRefEncoded(f *testing.F) {
 		data := marshalMessage(t, m)
 		gotConv, gotSeq, gotSender, ok := messageRef(data)
 		c, s, u, k := fullRef(data)
-		if gotConv != c || gotSeq != s || string(gotSender) != u || ok != k || !ok {
+		if string(gotConv) != c || gotSeq != s || string(gotSender) != u || ok != k || !ok {
 			t.Fatalf("messageRef(%q) = %q %d %q %v; encoding/json reads %q %d %q %v", data, gotConv, gotSeq, gotSender, ok, c, s, u, k)
 		}
 	})

@@ -77,13 +77,13 @@ func (s *Service) Delivered(userID string, events []parley.Event) {
 			continue
 		}
 		conv, seq, sender, ok := messageRef(events[i].Data)
-		if !ok || string(sender) == userID || conv == "" {
+		if !ok || string(sender) == userID || len(conv) == 0 {
 			continue // the sender's own devices do not deliver to the sender
 		}
 		if top == nil {
 			top = make(map[deliveredKey]int64, 1)
 		}
-		k := deliveredKey{conv, userID}
+		k := deliveredKey{string(conv), userID}
 		top[k] = max(top[k], seq)
 	}
 	if len(top) > 0 {

@@ -105,7 +105,8 @@ func (tx *Tx) NextSeq(conversationID string, at time.Time) (int64, error) {
 // MemberNextSeq is NextSeq for a participant sending, and their peer: one
 // statement, where Member then NextSeq was two (on SQLite each costs more in
 // the driver than in the database). For someone not in the conversation the
-// row is updated all the same, then NotFound undoes it with the transaction.
+// row is updated all the same and NotFound returned: the caller must return
+// it from the transaction, not recover from it, so the update is undone.
 func (tx *Tx) MemberNextSeq(conversationID, userID string, at time.Time) (peerID string, seq int64, err error) {
 	if impossibleKey(conversationID) {
 		return "", 0, parley.NotFound

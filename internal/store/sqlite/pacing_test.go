@@ -60,8 +60,8 @@ func TestCommitPacing(t *testing.T) {
 	// Paced, commits start commitPace apart, but for the first few (before
 	// the writer has seen concurrent callers) and those that filled up to
 	// the busiest recent commit early; on the development machine 42–52.
-	// Unpaced, 151–187 over 130–140 ms. A slow machine stretches the
-	// arrivals.
+	// Unpaced, 151–187 over 130–140 ms, which the count bound below lets
+	// through: there only the paced waits tell pacing from none.
 	//
 	// Where a commit's fsync is quicker than the gap between arrivals, few
 	// commits look concurrent, and a paced commit stops at the busiest
