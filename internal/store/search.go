@@ -96,39 +96,26 @@ func (tx *Tx) writeFullText(w FullTextWrite) error {
 	return tx.WriteFullText(w)
 }
 
-// WriteFullText makes FTS5 writes, in order. New rows in a run go in
-// multi-row statements (chunks: 10 rows are two), where a statement each
-// was 2 % of a chat server's CPU.
+// WriteFullText makes FTS5 writes, in order, one statement each. Not in
+// multi-row INSERTs: such a statement opens a savepoint, at which FTS5
+// flushes the rows it holds to a segment of their own, so two per commit
+// made two segments where one-row statements make one at the COMMIT, and
+// the merges cost more than the statements saved (4.3 % of a chat server's
+// CPU against 2.2 %, BENCHMARKS.md).
 func (tx *Tx) WriteFullText(ws ...FullTextWrite) error {
-	for len(ws) > 0 {
-		n := 0
-		for n < len(ws) && ws[n].words != "" && !ws[n].replace {
-			n++
-		}
-		if n > 0 {
-			for part := range chunks(ws[:n], rowChunk) {
-				args := make([]any, 0, 2*len(part))
-				for _, w := range part {
-					args = append(args, w.rowid, w.words)
-				}
-				if _, err := tx.exec(`INSERT INTO message_fts (rowid, words) VALUES (?, ?)`+
-					strings.Repeat(`, (?, ?)`, len(part)-1), args...); err != nil {
-					return fmt.Errorf("full-text index: %w", err)
-				}
-			}
-			ws = ws[n:]
-			continue
-		}
+	for _, w := range ws {
 		var err error
-		if w := ws[0]; w.words == "" {
+		switch {
+		case w.words == "":
 			_, err = tx.exec(`DELETE FROM message_fts WHERE rowid = ?`, w.rowid)
-		} else {
+		case w.replace:
 			_, err = tx.exec(`UPDATE message_fts SET words = ? WHERE rowid = ?`, w.words, w.rowid)
+		default:
+			_, err = tx.exec(`INSERT INTO message_fts (rowid, words) VALUES (?, ?)`, w.rowid, w.words)
 		}
 		if err != nil {
 			return fmt.Errorf("full-text index: %w", err)
 		}
-		ws = ws[1:]
 	}
 	return nil
 }

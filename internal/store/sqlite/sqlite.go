@@ -925,7 +925,7 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 }
 
 // fullTextWrites returns the FTS5 writes of the batch's requests, in the
-// order they ran, so that new rows of several go in one statement.
+// order they ran.
 func fullTextWrites(batch []*request) []store.FullTextWrite {
 	var ws []store.FullTextWrite
 	for _, req := range batch {
