@@ -20,38 +20,9 @@ import (
 // deleted in one), and not at all for a transaction that failed, however
 // the batch was cut.
 func TestFullTextAtEndOfBatch(t *testing.T) {
-	db := mustOpenDB(t, nil)
-	users := mustCreateUsers(t, db, 2)
+	db, users, send := oneConversation(t)
 	ctx := context.Background()
-	if err := db.Update(ctx, func(tx *store.Tx) error {
-		return tx.CreateConversation(&store.ConversationRow{ID: "cnv_1", ClientID: users[0], ProfessionalID: users[1], CreatedAt: store.Now()})
-	}); err != nil {
-		t.Fatal(err)
-	}
-	send := func(tx *store.Tx, id, body string) error {
-		seq, err := tx.NextSeq("cnv_1", store.Now())
-		if err != nil {
-			return err
-		}
-		return tx.InsertMessage(&parley.Message{ID: id, ConversationID: "cnv_1", Seq: seq, Kind: parley.MessageUser,
-			SenderID: &users[0], Body: body, CreatedAt: parley.T(store.Now())})
-	}
-	find := func(word string) []string {
-		t.Helper()
-		var ids []string
-		err := db.View(ctx, func(tx *store.Tx) error {
-			ms, _, err := tx.SearchMessages(store.SearchQuery{UserID: users[1], Words: search.Words(word), Limit: 100})
-			for _, m := range ms {
-				ids = append(ids, m.ID)
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		slices.Sort(ids)
-		return ids
-	}
+	find := func(word string) []string { return searchIDs(t, db, users[1], word) }
 
 	// One transaction: indexed, edited, another indexed and deleted.
 	if err := db.Update(ctx, func(tx *store.Tx) error {
@@ -116,28 +87,14 @@ func TestFullTextAtEndOfBatch(t *testing.T) {
 }
 
 // TestFullTextAcrossOneCommit: the FTS5 writes of several transactions of one
-// commit go out together, new rows batched, still in the order they were
-// made: a message indexed by one and edited by the next, one deleted by
+// commit go out together at its end, still in the order they were made: a message indexed by one and edited by the next, one deleted by
 // another transaction than its own, and a rowid that delete freed taken
 // again by a third.
 func TestFullTextAcrossOneCommit(t *testing.T) {
-	db := mustOpenDB(t, nil)
-	users := mustCreateUsers(t, db, 2)
+	db, users, sendTx := oneConversation(t)
 	ctx := context.Background()
-	if err := db.Update(ctx, func(tx *store.Tx) error {
-		return tx.CreateConversation(&store.ConversationRow{ID: "cnv_1", ClientID: users[0], ProfessionalID: users[1], CreatedAt: store.Now()})
-	}); err != nil {
-		t.Fatal(err)
-	}
 	send := func(id, body string) func(tx *store.Tx) error {
-		return func(tx *store.Tx) error {
-			seq, err := tx.NextSeq("cnv_1", store.Now())
-			if err != nil {
-				return err
-			}
-			return tx.InsertMessage(&parley.Message{ID: id, ConversationID: "cnv_1", Seq: seq, Kind: parley.MessageUser,
-				SenderID: &users[0], Body: body, CreatedAt: parley.T(store.Now())})
-		}
+		return func(tx *store.Tx) error { return sendTx(tx, id, body) }
 	}
 	steps := []func(tx *store.Tx) error{
 		send("msg_a", "alpha one"),
@@ -165,26 +122,50 @@ func TestFullTextAcrossOneCommit(t *testing.T) {
 	if c1, _ := db.Commits(); c1-c0 != 2 {
 		t.Fatalf("%d commits: the held one and %d for the steps, want 1", c1-c0, c1-c0-1)
 	}
-	find := func(word string) []string {
-		t.Helper()
-		var ids []string
-		err := db.View(ctx, func(tx *store.Tx) error {
-			ms, _, err := tx.SearchMessages(store.SearchQuery{UserID: users[1], Words: search.Words(word), Limit: 100})
-			for _, m := range ms {
-				ids = append(ids, m.ID)
-			}
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		slices.Sort(ids)
-		return ids
-	}
+	find := func(word string) []string { return searchIDs(t, db, users[1], word) }
 	for word, want := range map[string][]string{"alpha": {"msg_d"}, "beta": {"msg_a"}, "one": nil,
 		"gamma": {"msg_b"}, "four": nil, "five": {"msg_d"}} {
 		if got := find(word); !slices.Equal(got, want) {
 			t.Errorf("search %q found %v, want %v", word, got, want)
 		}
 	}
+}
+
+// searchIDs returns the ids of the messages userID finds with word, sorted.
+func searchIDs(t *testing.T, db *sqlite.DB, userID, word string) []string {
+	t.Helper()
+	var ids []string
+	err := db.View(context.Background(), func(tx *store.Tx) error {
+		ms, _, err := tx.SearchMessages(store.SearchQuery{UserID: userID, Words: search.Words(word), Limit: 100})
+		for _, m := range ms {
+			ids = append(ids, m.ID)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// oneConversation opens a store with two users and their conversation
+// cnv_1, and returns a send of the first user's within a transaction.
+func oneConversation(t *testing.T) (*sqlite.DB, []string, func(tx *store.Tx, id, body string) error) {
+	db := mustOpenDB(t, nil)
+	users := mustCreateUsers(t, db, 2)
+	if err := db.Update(context.Background(), func(tx *store.Tx) error {
+		return tx.CreateConversation(&store.ConversationRow{ID: "cnv_1", ClientID: users[0], ProfessionalID: users[1], CreatedAt: store.Now()})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(tx *store.Tx, id, body string) error {
+		seq, err := tx.NextSeq("cnv_1", store.Now())
+		if err != nil {
+			return err
+		}
+		return tx.InsertMessage(&parley.Message{ID: id, ConversationID: "cnv_1", Seq: seq, Kind: parley.MessageUser,
+			SenderID: &users[0], Body: body, CreatedAt: parley.T(store.Now())})
+	}
+	return db, users, send
 }
