@@ -144,11 +144,13 @@ func scanMessageRef(b []byte) (conv []byte, seq int64, sender []byte, sure bool)
 }
 
 func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+	for i < len(b) && isSpace(b[i]) {
 		i++
 	}
 	return i
 }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func isNull(b []byte, i int) bool { return bytes.HasPrefix(b[i:], []byte("null")) }
 
@@ -199,7 +201,7 @@ func skipValue(b []byte, i int) (int, bool) {
 			}
 			depth--
 			i++
-		case depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r'):
+		case depth == 0 && (c == ',' || isSpace(c)):
 			return i, true // after a number or literal
 		default:
 			i++

@@ -880,8 +880,11 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 	if events := appended(batch); len(events) > 0 {
 		row, err = tx.WriteBatch(events)
 	}
-	if err == nil {
-		err = tx.WriteFullText(fullTextWrites(batch)...)
+	for _, req := range batch {
+		if err != nil || len(req.fts) == 0 {
+			continue
+		}
+		err = tx.WriteFullText(req.fts...)
 	}
 	if err != nil {
 		db.rollback(ctx, conn)
@@ -922,16 +925,6 @@ func (db *DB) finishCommit(ctx context.Context, conn *stmtCache, batch []*reques
 		}
 	}
 	finish(nil)
-}
-
-// fullTextWrites returns the FTS5 writes of the batch's requests, in the
-// order they ran.
-func fullTextWrites(batch []*request) []store.FullTextWrite {
-	var ws []store.FullTextWrite
-	for _, req := range batch {
-		ws = append(ws, req.fts...)
-	}
-	return ws
 }
 
 // appended returns the events the batch's requests appended, in the order
