@@ -58,6 +58,13 @@ func TestOpsEndpoints(t *testing.T) {
 			t.Fatalf("parley_store_tail_events = %v right after one event, want 1", got)
 		}
 		eventually(t, 5*time.Second, "parley_store_tail_events to drop to 0", func() bool { return metric(t, n, "parley_store_tail_events") == 0 })
+		// The registration and the event were write transactions, each
+		// timed while waiting and in its commit.
+		for _, h := range []string{"parley_store_write_wait_seconds_count", "parley_store_commit_seconds_count"} {
+			if got := metric(t, n, h); got < 2 {
+				t.Errorf("%s = %v after two write transactions", h, got)
+			}
+		}
 	}
 	s.Close()
 	eventually(t, 5*time.Second, "parley_streams_open to drop to 0", func() bool { return metric(t, n, "parley_streams_open") == 0 })

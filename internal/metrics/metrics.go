@@ -143,6 +143,37 @@ func (m *Metrics) WatchCommits(counts func() (commits, transactions uint64)) {
 	)
 }
 
+// WriteTimes is the embedded store's writer timings as two histograms:
+// parley_store_write_wait_seconds, each write transaction's wait for its
+// commit to start, and parley_store_commit_seconds, each group commit's
+// time until its callers are answered (sqlite.DB.TimeWrites).
+type WriteTimes struct{ wait, commit prometheus.Histogram }
+
+// Waited observes a transaction's wait for the writer.
+func (w WriteTimes) Waited(d time.Duration) { w.wait.Observe(d.Seconds()) }
+
+// Committed observes a group commit's time.
+func (w WriteTimes) Committed(d time.Duration) { w.commit.Observe(d.Seconds()) }
+
+// TimeWrites registers the writer's histograms (WriteTimes).
+func (m *Metrics) TimeWrites() WriteTimes {
+	// 0.25 ms to 1 s: a commit's fsync is a fraction of a millisecond on
+	// a quick disk, and the pace adds up to 8 ms of waiting.
+	buckets := prometheus.ExponentialBuckets(.00025, 2, 13)
+	w := WriteTimes{
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_store_write_wait_seconds", Buckets: buckets,
+			Help: "Time a write transaction of the embedded database waited for its group commit to start.",
+		}),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parley_store_commit_seconds", Buckets: buckets,
+			Help: "Time a group commit of the embedded database took, from its start to its callers' answers (fsync included).",
+		}),
+	}
+	m.Registry.MustRegister(w.wait, w.commit)
+	return w
+}
+
 // Replayed counts events sent from the log.
 func (m *Metrics) Replayed(n int) { m.EventsReplayed.Add(float64(n)) }
 

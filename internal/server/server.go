@@ -150,6 +150,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		s.metrics.WatchTail(func() float64 { return float64(db.Unmerged()) })
 		s.metrics.WatchStore(db.TailFull, db.MergeFailures)
 		s.metrics.WatchCommits(db.Commits)
+		db.TimeWrites(s.metrics.TimeWrites())
 		db.SetLogger(logger)
 		// This process is the file's only writer, so the store hears of
 		// every change to a session or user and a cache of them stays exact.

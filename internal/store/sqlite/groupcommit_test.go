@@ -348,3 +348,61 @@ func rollbackInOneBatch(t *testing.T) bool {
 	}
 	return true
 }
+
+// writeTimes records what a sqlite.WriteTimer hears.
+type writeTimes struct {
+	mu             sync.Mutex
+	waits, commits []time.Duration
+}
+
+func (w *writeTimes) Waited(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waits = append(w.waits, d)
+}
+
+func (w *writeTimes) Committed(d time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.commits = append(w.commits, d)
+}
+
+// TestWriteTimes: the timer hears each transaction's wait for the writer
+// and each commit's length. Three transactions queued behind a commit held
+// for 60 ms wait at least that long and share the next commit; the held
+// one waited for nothing and its commit lasted the 60 ms.
+func TestWriteTimes(t *testing.T) {
+	db := mustOpenDB(t, nil)
+	var w writeTimes
+	db.TimeWrites(&w)
+	const hold = 60 * time.Millisecond
+	held := time.Now()
+	release := sqlite.HoldWriter(db)
+	errs := make(chan error, 3)
+	for i := range 3 {
+		go func() { errs <- db.Update(context.Background(), func(*store.Tx) error { return nil }) }()
+		for sqlite.Queued(db) != i+1 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	time.Sleep(hold - time.Since(held))
+	release()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.waits) != 4 || len(w.commits) != 2 {
+		t.Fatalf("heard %d waits and %d commits, want 4 and 2", len(w.waits), len(w.commits))
+	}
+	if w.waits[0] > hold/2 || w.commits[0] < hold {
+		t.Errorf("the held commit: wait %v (want little), length %v (want ≥ %v)", w.waits[0], w.commits[0], hold)
+	}
+	for _, d := range w.waits[1:] {
+		if d < hold/2 {
+			t.Errorf("a transaction queued behind the held commit waited %v, want about %v", d, hold)
+		}
+	}
+}

@@ -79,6 +79,7 @@ type DB struct {
 
 	logger        atomic.Pointer[slog.Logger]
 	onChange      atomic.Pointer[store.ChangeHook]
+	timer         atomic.Pointer[WriteTimer]
 	mergeFailures atomic.Uint64 // merge steps that failed, for a metric
 
 	// Writer only:
@@ -101,6 +102,7 @@ type request struct {
 	fts     []store.FullTextWrite // made at the end of the batch
 	changes store.Changes         // for the change hook, once committed
 	created []string              // users created, for the head cache once committed
+	queued  time.Time             // when Update queued it, for the WriteTimer
 	done    chan struct{}
 }
 
@@ -355,6 +357,7 @@ func (db *DB) Update(ctx context.Context, fn func(*store.Tx) error) error {
 }
 
 func (db *DB) update(ctx context.Context, req *request) error {
+	req.queued = time.Now()
 	select {
 	case db.reqs <- req:
 	case <-ctx.Done():
@@ -448,6 +451,35 @@ func (db *DB) Commits() (commits, requests uint64) {
 // This process is meant to be the database's only writer (the lock, on
 // Unix), so fn hears of every change: a cache of them stays exact.
 func (db *DB) OnChange(fn store.ChangeHook) { db.onChange.Store(&fn) }
+
+// WriteTimer hears where a write transaction's time goes: waiting for the
+// writer (the commit before it, and the pace), then its group commit.
+// Together they are the store's share of a request's latency.
+type WriteTimer interface {
+	// Waited is the time from a transaction's queueing to the start of
+	// the commit that holds it, once per transaction.
+	Waited(time.Duration)
+	// Committed is the time from a commit's start to its callers' answers
+	// (running the transactions, the COMMIT with its fsync, and a
+	// checkpoint when the WAL is due one), once per commit.
+	Committed(time.Duration)
+}
+
+// TimeWrites has t hear the writer's timings (one timer: a later call
+// replaces it).
+func (db *DB) TimeWrites(t WriteTimer) { db.timer.Store(&t) }
+
+// timeCommit tells the WriteTimer of the commit of batch that just ended.
+func (db *DB) timeCommit(batch []*request) {
+	t := db.timer.Load()
+	if t == nil {
+		return
+	}
+	for _, req := range batch {
+		(*t).Waited(db.lastCommit.Sub(req.queued))
+	}
+	(*t).Committed(time.Since(db.lastCommit))
+}
 
 // tellChanges hands the batch's changes to the OnChange hook.
 func (db *DB) tellChanges(batch []*request) {
@@ -674,6 +706,7 @@ func (db *DB) writer() {
 		before := db.tail.Unmerged()
 		db.lastCommit = time.Now()
 		db.commit(ctx, wc, batch)
+		db.timeCommit(batch)
 		db.noteDemand(len(batch))
 		db.keepUp(ctx, wc, db.tail.Unmerged()-before)
 		db.tail.Drop()
