@@ -337,6 +337,17 @@ func TestLatency(t *testing.T) {
 		if m["latency_p50"] > m["latency_p99"] || m["latency_p99"] > m["latency_max"] {
 			t.Errorf("percentiles out of order: %v", m)
 		}
+		// The writer's own share, from its histograms: only the
+		// embedded store has them.
+		_, has := m["store_wait_p99"]
+		if embedded := n.Config.DatabaseURL == "" || strings.HasPrefix(n.Config.DatabaseURL, "sqlite:"); embedded {
+			expect(t, res, map[string]float64{"store_wait_p50>": 0, "store_wait_p99>": 0, "store_commit_p99>": 0})
+			if m["store_wait_p50"] > m["store_wait_p99"] {
+				t.Errorf("store wait p50 %v above its p99 %v", m["store_wait_p50"], m["store_wait_p99"])
+			}
+		} else if has {
+			t.Errorf("store_wait_p99 on %s, which has no writer histograms", n.Config.DatabaseURL)
+		}
 	}
 }
 
@@ -430,5 +441,29 @@ func TestProbeStoppedAtOnce(t *testing.T) {
 	if res.Dial.Count() != 1 || res.Kept.Count() != 1 || res.DialErrors+res.KeptErrors != 0 {
 		t.Fatalf("%d dialled and %d kept samples, %d+%d errors; want one each and none",
 			res.Dial.Count(), res.Kept.Count(), res.DialErrors, res.KeptErrors)
+	}
+}
+
+// TestHistQuantileFromScrapes: quantiles of what a Prometheus histogram
+// observed between two scrapes, interpolated within a bucket.
+func TestHistQuantileFromScrapes(t *testing.T) {
+	const h = "x_seconds_bucket"
+	key := func(le string) string { return h + `{le="` + le + `"}` }
+	before := map[string]float64{key("0.001"): 10, key("0.002"): 10, key("0.004"): 10, key("+Inf"): 10}
+	// Since then: 50 under 1 ms, 40 in (1, 2], 8 in (2, 4], 2 above 4 ms.
+	after := map[string]float64{key("0.001"): 60, key("0.002"): 100, key("0.004"): 108, key("+Inf"): 110}
+	for _, c := range []struct {
+		q, want float64
+	}{{0.5, 0.001}, {0.25, 0.0005}, {0.7, 0.0015}, {0.97, 0.00375}, {0.99, 0.004}} {
+		got, ok := histQuantile(before, after, h, c.q)
+		if !ok || math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("q%v = %v (%v), want %v", c.q, got, ok, c.want)
+		}
+	}
+	if _, ok := histQuantile(after, after, h, 0.5); ok {
+		t.Error("a quantile of nothing observed")
+	}
+	if _, ok := histQuantile(nil, map[string]float64{"other_bucket{le=\"+Inf\"}": 3}, h, 0.5); ok {
+		t.Error("a quantile of a histogram the server does not have")
 	}
 }

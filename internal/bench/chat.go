@@ -28,7 +28,8 @@ func init() { register(func() Workload { return &chat{} }) }
 // recipient's message.created), delivered-receipt latency (until the
 // sender's stream gets a receipt of kind delivered covering the message's
 // seq), server CPU per 1,000 messages over the send window, and lost or
-// duplicated messages.
+// duplicated messages; on the embedded store, the writer's share of the
+// latency as well (store_wait_*, store_commit_p99).
 //
 // With several --url nodes, user k's stream and its API calls go to node
 // k mod N, and a client and its professional sit on different nodes.
@@ -129,6 +130,8 @@ func (w *chat) Run(ctx context.Context, env *Env) (*Result, error) {
 
 	env.Logf("sending %.0f messages/s in %d conversations for %v", w.rate, len(w.convs), w.duration)
 	load0 := loadAvg()
+	// Before the CPU reading: the scrape is not the workload's cost.
+	times0 := readStoreTimes(ctx, env)
 	cpu0, haveProc := env.Proc()
 	aux0 := auxTicks(aux)
 	snd := w.send(ctx, rest, st)
@@ -139,6 +142,7 @@ func (w *chat) Run(ctx context.Context, env *Env) (*Result, error) {
 		}
 	}
 	cpu1, _ := env.Proc()
+	times1 := readStoreTimes(ctx, env)
 	aux1 := auxTicks(aux)
 	window := cpu1.At.Sub(cpu0.At)
 	streams.stop()
@@ -168,6 +172,7 @@ func (w *chat) Run(ctx context.Context, env *Env) (*Result, error) {
 	r.Add("delivered_p99", "ms", ms(st.delivLat.Quantile(0.99)))
 	r.Add("send_p50", "ms", ms(snd.latency.Quantile(0.5)))
 	r.Add("send_p99", "ms", ms(snd.latency.Quantile(0.99)))
+	addStoreTimes(r, times0, times1)
 	if haveProc && sent > 0 {
 		r.Add("server_cpu", "% of a core", cpuPercent(cpu0, cpu1))
 		r.Add("server_cpu_per_1k", "CPU-s/1k messages", cpuSeconds(cpu0, cpu1)/(float64(sent)/1000))
