@@ -16,7 +16,8 @@ import (
 // everything the peer can read — history, the conversation list and its
 // last_message, the stream replayed from 0, the poll from 0, reply
 // previews in the peer's own messages — is searched byte for byte for the
-// text the erased user wrote, which must be nowhere.
+// text the erased user wrote, their name and their external id, which must
+// be nowhere.
 func TestEraseUser(t *testing.T) {
 	n := appNode(t, nil, nil)
 	const secret = "ZEBRA-SECRET" // every text the erased user writes holds it
@@ -111,11 +112,18 @@ func TestEraseUser(t *testing.T) {
 	if c.Client.DisplayName != "Deleted user" || c.Client.ExternalID != nil {
 		t.Errorf("the erased client is shown as %+v", c.Client)
 	}
+	// Nor her name or her app's id for her: bob's log keeps the
+	// conversation.created he got, with the view of her he had then.
 	for _, name := range []string{"history", "conversations (last_message)", "conversation", "stream replay from 0", "poll from 0"} {
 		b := places[name]
-		if i := strings.Index(string(b), secret); i >= 0 {
-			t.Errorf("%s still holds the erased user's text: …%s…", name, b[max(0, i-80):min(len(b), i+60)])
+		for _, what := range []string{secret, aliceSub, `"Alice"`} {
+			if i := strings.Index(string(b), what); i >= 0 {
+				t.Errorf("%s still holds the erased user's %q: …%s…", name, what, b[max(0, i-80):min(len(b), i+60)])
+			}
 		}
+	}
+	if !strings.Contains(string(places["stream replay from 0"]), "conversation.created") {
+		t.Errorf("bob's replay lost his conversation.created: %s", places["stream replay from 0"])
 	}
 	// A new token with the same sub is a new user, with none of the past.
 	again := servertest.SignHS(t, "HS256", []byte(servertest.AppSecret), claims(aliceSub, nil))

@@ -45,7 +45,8 @@ func storedForm(e parley.Event) parley.Event {
 		ref = msgRef{m.ID}
 	case parley.EventConversationCreated:
 		// The rest of the conversation is the view its user had when it
-		// was made (presence included), and stays as it was.
+		// was made (presence included), and stays as it was, but for a
+		// participant erased since (renderErased).
 		start, end, ok := valueSpan(e.Data, "last_message")
 		if !ok {
 			return e
@@ -124,7 +125,96 @@ func (tx *Tx) render(evs []parley.Event) error {
 		}
 		evs[i].Data = splice(e.Data, start, end, b)
 	}
+	return tx.renderErased(evs)
+}
+
+// participantKeys are the members of a conversation view that are users.
+var participantKeys = [...]string{"client", "professional"}
+
+// renderErased shows each participant of a stored conversation.created who
+// has been erased since as the erasure left them: their id and role,
+// ErasedName, and no username, external id or bio. The rest of the view is
+// the one its user had when the conversation was made, and it must not
+// keep the name and ids of someone erased since.
+func (tx *Tx) renderErased(evs []parley.Event) error {
+	var ids []string
+	for _, e := range evs {
+		if e.Type != parley.EventConversationCreated {
+			continue
+		}
+		for _, k := range participantKeys {
+			if id, _, _, ok := participantIn(e.Data, k); ok {
+				ids = append(ids, id)
+			}
+		}
+	}
+	erased, err := tx.erasedAmong(ids)
+	if err != nil || len(erased) == 0 {
+		return err
+	}
+	for i, e := range evs {
+		if e.Type != parley.EventConversationCreated {
+			continue
+		}
+		for _, k := range participantKeys {
+			id, start, end, ok := participantIn(evs[i].Data, k)
+			role, gone := erased[id]
+			if !ok || !gone {
+				continue
+			}
+			b, err := json.Marshal(parley.User{ID: id, Role: role, DisplayName: ErasedName})
+			if err != nil {
+				return fmt.Errorf("render %s: %w", e.Type, err)
+			}
+			evs[i].Data = splice(evs[i].Data, start, end, b)
+		}
+	}
 	return nil
+}
+
+// participantIn finds the user under key in a conversation view: their id,
+// and where the object is in data.
+func participantIn(data []byte, key string) (id string, start, end int, ok bool) {
+	if start, end, ok = valueSpan(data, key); !ok {
+		return "", 0, 0, false
+	}
+	var u struct{ ID string }
+	if json.Unmarshal(data[start:end], &u) != nil || u.ID == "" {
+		return "", 0, 0, false
+	}
+	return u.ID, start, end, true
+}
+
+// erasedAmong returns the role of each of ids whose account is erased, or
+// being erased.
+func (tx *Tx) erasedAmong(ids []string) (map[string]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	out := map[string]string{}
+	for part := range chunks(ids, rowChunk) {
+		list, args := inList(part)
+		rows, err := tx.query(`SELECT id, role FROM users WHERE erased_at IS NOT NULL AND id IN `+list, args...)
+		if err != nil {
+			return nil, fmt.Errorf("load erased users: %w", err)
+		}
+		for rows.Next() {
+			var id, role string
+			if err := rows.Scan(&id, &role); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("scan erased user: %w", err)
+			}
+			out[id] = role
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // refIn finds the message reference in a stored event: the whole payload of
