@@ -3,6 +3,7 @@ package chat
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/store"
@@ -120,6 +121,21 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 		}
 		if !more {
 			break
+		}
+	}
+	if len(s.opts.Webhooks.Types) > 0 {
+		err := s.store.Update(ctx, func(tx *store.Tx) error {
+			convs, err := tx.ConversationIDsOf(userID)
+			if err != nil {
+				return err
+			}
+			if err := s.lockForWebhooks(tx, "", convs...); err != nil {
+				return err
+			}
+			return tx.ScrubWebhooksOf(userID, time.Now())
+		})
+		if err != nil {
+			return sessions, err
 		}
 	}
 	// The embedded store's newest events sit in a tail that RemoveLog

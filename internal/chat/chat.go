@@ -602,7 +602,7 @@ func (s *Service) deleted(tx *store.Tx, tombs []*parley.Message) error {
 	}
 	now := time.Now()
 	for _, m := range tombs {
-		if err := tx.DropMessageWebhooks(m.ID, now); err != nil {
+		if err := tx.DropMessageWebhooks(m, now); err != nil {
 			return err
 		}
 		if err := s.webhook(tx, WebhookMessageDeleted, m.ConversationID, m); err != nil {

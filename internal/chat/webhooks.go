@@ -44,9 +44,17 @@ func (s *Service) webhook(tx *store.Tx, typ, convID string, data any) error {
 	if !s.opts.Webhooks.on(typ) {
 		return nil
 	}
+	// The message whose text the webhook carries, for DropMessageWebhooks.
 	msgID := ""
-	if m, ok := data.(*parley.Message); ok && typ != WebhookMessageDeleted {
-		msgID = m.ID
+	switch d := data.(type) {
+	case *parley.Message:
+		if typ != WebhookMessageDeleted {
+			msgID = d.ID
+		}
+	case *parley.Conversation:
+		if d.LastMessage != nil {
+			msgID = d.LastMessage.ID
+		}
 	}
 	return tx.InsertWebhook(typ, convID, msgID, data)
 }

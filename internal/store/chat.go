@@ -183,6 +183,24 @@ func (tx *Tx) ConversationView(conversationID, userID string) (*parley.Conversat
 	return c, nil
 }
 
+// ConversationIDsOf returns the ids of every conversation the user is in.
+func (tx *Tx) ConversationIDsOf(userID string) ([]string, error) {
+	rows, err := tx.query(`SELECT conversation_id FROM conversation_members WHERE user_id = ?`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("list conversation ids: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("scan conversation id: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // ConversationsOf lists the user's conversations, newest activity first, at
 // most limit of them.
 func (tx *Tx) ConversationsOf(userID string, limit int) ([]*parley.Conversation, error) {

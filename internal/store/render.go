@@ -158,11 +158,10 @@ func (tx *Tx) renderErased(evs []parley.Event) error {
 		}
 		for _, k := range participantKeys {
 			id, start, end, ok := participantIn(evs[i].Data, k)
-			role, gone := erased[id]
-			if !ok || !gone {
+			if !ok || !erased[id] {
 				continue
 			}
-			b, err := json.Marshal(parley.User{ID: id, Role: role, DisplayName: ErasedName})
+			b, err := erasedView(evs[i].Data[start:end])
 			if err != nil {
 				return fmt.Errorf("render %s: %w", e.Type, err)
 			}
@@ -185,28 +184,47 @@ func participantIn(data []byte, key string) (id string, start, end int, ok bool)
 	return u.ID, start, end, true
 }
 
-// erasedAmong returns the role of each of ids whose account is erased, or
-// being erased.
-func (tx *Tx) erasedAmong(ids []string) (map[string]string, error) {
+// erasedView is the user object view (a parley.User in JSON) as an erasure
+// leaves it: the id and role, ErasedName, and nothing else.
+func erasedView(view []byte) ([]byte, error) {
+	var u struct{ ID, Role string }
+	if err := json.Unmarshal(view, &u); err != nil {
+		return nil, fmt.Errorf("decode user: %w", err)
+	}
+	return json.Marshal(parley.User{ID: u.ID, Role: u.Role, DisplayName: ErasedName})
+}
+
+// replaceValue puts b in place of the value of key in the JSON object obj,
+// and reports whether obj has that key.
+func replaceValue(obj []byte, key string, b []byte) ([]byte, bool, error) {
+	start, end, ok := valueSpan(obj, key)
+	if !ok {
+		return obj, false, nil
+	}
+	return splice(obj, start, end, b), true, nil
+}
+
+// erasedAmong returns which of ids are of accounts erased, or being erased.
+func (tx *Tx) erasedAmong(ids []string) (map[string]bool, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	out := map[string]string{}
+	out := map[string]bool{}
 	for part := range chunks(ids, rowChunk) {
 		list, args := inList(part)
-		rows, err := tx.query(`SELECT id, role FROM users WHERE erased_at IS NOT NULL AND id IN `+list, args...)
+		rows, err := tx.query(`SELECT id FROM users WHERE erased_at IS NOT NULL AND id IN `+list, args...)
 		if err != nil {
 			return nil, fmt.Errorf("load erased users: %w", err)
 		}
 		for rows.Next() {
-			var id, role string
-			if err := rows.Scan(&id, &role); err != nil {
+			var id string
+			if err := rows.Scan(&id); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("scan erased user: %w", err)
 			}
-			out[id] = role
+			out[id] = true
 		}
 		err = rows.Err()
 		rows.Close()

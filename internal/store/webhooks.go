@@ -212,12 +212,105 @@ func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit, perConv i
 }
 
 // DropMessageWebhooks removes the webhooks not yet sent (pending, not being
-// sent now, or failed) that carry the message's text: it was deleted, and
-// its old text must not stay readable anywhere. The receiver then gets its
-// message.deleted without the earlier webhooks.
-func (tx *Tx) DropMessageWebhooks(messageID string, now time.Time) error {
-	if _, err := tx.exec(`DELETE FROM webhooks WHERE message_id = ? AND lease_until <= ?`, messageID, Micros(now)); err != nil {
+// sent now, or failed) that carry the text of the message tomb is the
+// tombstone of: it was deleted, and its old text must not stay readable
+// anywhere. The receiver then gets its message.deleted without the earlier
+// webhooks. A conversation.created, which carries the first message, keeps
+// its place with the tombstone as its last_message: the receiver must
+// still hear of the conversation.
+func (tx *Tx) DropMessageWebhooks(tomb *parley.Message, now time.Time) error {
+	if _, err := tx.exec(`DELETE FROM webhooks WHERE message_id = ? AND type <> ? AND lease_until <= ?`,
+		tomb.ID, parley.EventConversationCreated, Micros(now)); err != nil {
 		return fmt.Errorf("drop webhooks of message: %w", err)
+	}
+	b, err := json.Marshal(tomb)
+	if err != nil {
+		return fmt.Errorf("marshal tombstone: %w", err)
+	}
+	return tx.rewriteWebhooks(`SELECT id, body FROM webhooks WHERE message_id = ? AND type = ? AND lease_until <= ?`,
+		[]any{tomb.ID, parley.EventConversationCreated, Micros(now)},
+		func(conv []byte) ([]byte, bool, error) { return replaceValue(conv, "last_message", b) })
+}
+
+// ScrubWebhooksOf makes the webhooks not yet sent (as DropMessageWebhooks)
+// forget the user, who is being erased: a conversation.created shows them
+// as the erasure leaves them (ErasedName, no username, external id or bio),
+// and one addressed to them (whose data's user they are: a message.unread)
+// is dropped. Their messages' webhooks went with the messages.
+func (tx *Tx) ScrubWebhooksOf(userID string, now time.Time) error {
+	theirs := `SELECT w.id, w.body FROM webhooks w JOIN conversations c ON c.id = w.conversation_id
+		WHERE (c.client_id = ? OR c.professional_id = ?) AND w.lease_until <= ? AND w.type `
+	err := tx.rewriteWebhooks(theirs+`<> ?`, []any{userID, userID, Micros(now), parley.EventConversationCreated},
+		func(data []byte) ([]byte, bool, error) {
+			id, _, _, ok := participantIn(data, "user")
+			return nil, ok && id == userID, nil
+		})
+	if err != nil {
+		return err
+	}
+	return tx.rewriteWebhooks(theirs+`= ?`, []any{userID, userID, Micros(now), parley.EventConversationCreated},
+		func(conv []byte) ([]byte, bool, error) {
+			changed := false
+			for _, k := range participantKeys {
+				id, start, end, ok := participantIn(conv, k)
+				if !ok || id != userID {
+					continue
+				}
+				b, err := erasedView(conv[start:end])
+				if err != nil {
+					return nil, false, err
+				}
+				conv, changed = splice(conv, start, end, b), true
+			}
+			return conv, changed, nil
+		})
+}
+
+// rewriteWebhooks applies edit to the data of each webhook that query
+// selects (id, body). What edit changes is written back; a change to nil
+// deletes the row.
+func (tx *Tx) rewriteWebhooks(query string, args []any, edit func(data []byte) ([]byte, bool, error)) error {
+	type row struct {
+		id   string
+		body []byte
+	}
+	rows, err := tx.query(query, args...)
+	if err != nil {
+		return fmt.Errorf("load webhooks: %w", err)
+	}
+	var found []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.body); err != nil {
+			rows.Close()
+			return fmt.Errorf("scan webhook: %w", err)
+		}
+		found = append(found, r)
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return err
+	}
+	for _, r := range found {
+		start, end, ok := valueSpan(r.body, "data")
+		if !ok {
+			continue
+		}
+		data, changed, err := edit(r.body[start:end])
+		switch {
+		case err != nil:
+			return err
+		case !changed:
+			continue
+		case data == nil:
+			_, err = tx.exec(`DELETE FROM webhooks WHERE id = ?`, r.id)
+		default:
+			_, err = tx.exec(`UPDATE webhooks SET body = ? WHERE id = ?`, splice(r.body, start, end, data), r.id)
+		}
+		if err != nil {
+			return fmt.Errorf("rewrite webhook: %w", err)
+		}
 	}
 	return nil
 }

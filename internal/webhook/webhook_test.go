@@ -704,3 +704,122 @@ func getMessages(t *testing.T, n *servertest.Node, u servertest.User, conv strin
 	}
 	return out
 }
+
+// TestErasureScrubsUnsentWebhooks: the webhooks an erasure finds unsent
+// (failed here) keep nothing of the erased user. The conversation.created
+// stays, with them as "Deleted user" and their first message as its
+// tombstone; the message.unread addressed to them is dropped (bob's, about
+// her message, went with the message); bob's own message stays as it was.
+func TestErasureScrubsUnsentWebhooks(t *testing.T) {
+	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents = []string{"conversation.created", "message.created", "message.unread"}
+		c.WebhookUnreadAfter, c.WebhookMaxAge = 100*time.Millisecond, time.Millisecond
+	}))
+	const name, sub, text = "Zelda Quartermain", "zelda-sub-7731", "ZELDA-FIRST-SECRET"
+	user := func(ext, role, display string) string {
+		t.Helper()
+		path := "/api/server/users/" + ext
+		if res := n.Do(t, "PUT", path, servertest.APIKey, map[string]any{"role": role, "display_name": display}, nil); res.StatusCode != http.StatusCreated {
+			t.Fatalf("put %s: %d %s", ext, res.StatusCode, res.Body)
+		}
+		var tok struct{ Token string }
+		if res := n.Do(t, "POST", "/api/server/tokens", servertest.APIKey, map[string]any{"external_id": ext}, &tok); res.StatusCode != http.StatusCreated {
+			t.Fatalf("token %s: %d %s", ext, res.StatusCode, res.Body)
+		}
+		return tok.Token
+	}
+	zelda, bob := user(sub, "client", name), user("bob-sub-7731", "professional", "Bob Keeps")
+	var conv struct{ ID string }
+	if res := n.Do(t, "POST", "/api/conversations", zelda, map[string]any{"professional_external_id": "bob-sub-7731",
+		"message": map[string]any{"body": text}}, &conv); res.StatusCode != http.StatusCreated {
+		t.Fatalf("open: %d %s", res.StatusCode, res.Body)
+	}
+	// Bob answers; Zelda never reads it, so a message.unread for her.
+	n.Do(t, "POST", "/api/conversations/"+conv.ID+"/messages", bob, map[string]any{"body": "bob's answer"}, nil)
+	type failed struct {
+		Webhooks []struct {
+			Type    string          `json:"type"`
+			Payload json.RawMessage `json:"payload"`
+		} `json:"webhooks"`
+	}
+	list := func() (f failed, raw string) {
+		t.Helper()
+		res := n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, &f)
+		return f, string(res.Body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, raw := list()
+		if strings.Contains(raw, `message.unread`) && strings.Contains(raw, `conversation.created`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhooks did not all fail: %s", raw)
+		}
+	}
+	if res := n.Do(t, "DELETE", "/api/server/users/"+sub, servertest.APIKey, nil, nil); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("erase: %d %s", res.StatusCode, res.Body)
+	}
+	f, raw := list()
+	for _, gone := range []string{name, sub, text} {
+		if strings.Contains(raw, gone) {
+			t.Errorf("the outbox still holds %q after the erasure: %s", gone, raw)
+		}
+	}
+	for _, kept := range []string{"conversation.created", "Deleted user", "Bob Keeps", "bob's answer"} {
+		if !strings.Contains(raw, kept) {
+			t.Errorf("the outbox lost %q: %s", kept, raw)
+		}
+	}
+	for _, w := range f.Webhooks {
+		if w.Type == "message.unread" {
+			t.Errorf("a message.unread is left: %s", w.Payload)
+		}
+		if w.Type != "conversation.created" {
+			continue
+		}
+		var body struct {
+			Data struct {
+				LastMessage struct {
+					Deleted bool   `json:"deleted"`
+					Body    string `json:"body"`
+				} `json:"last_message"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(w.Payload, &body); err != nil || !body.Data.LastMessage.Deleted {
+			t.Errorf("conversation.created's last_message is not the tombstone (%v): %s", err, w.Payload)
+		}
+	}
+}
+
+// TestDeleteFirstMessageKeepsConversationCreated: deleting a conversation's
+// first message leaves its unsent conversation.created in place, with the
+// tombstone as last_message and none of the text.
+func TestDeleteFirstMessageKeepsConversationCreated(t *testing.T) {
+	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = []string{"conversation.created"}, time.Millisecond
+	}))
+	client, pro := n.Register(t, "whc", "client"), n.Register(t, "whp", "professional")
+	var conv struct {
+		ID          string
+		LastMessage struct{ ID string } `json:"last_message"`
+	}
+	n.Do(t, "POST", "/api/conversations", client.Token, map[string]any{"professional_id": pro.ID,
+		"message": map[string]any{"body": "an opening secret"}}, &conv)
+	failedBody := func() string {
+		return string(n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil).Body)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "an opening secret"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("conversation.created did not fail: %s", failedBody())
+		}
+	}
+	if res := n.Do(t, "DELETE", "/api/messages/"+conv.LastMessage.ID, client.Token, nil, nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("delete: %d %s", res.StatusCode, res.Body)
+	}
+	b := failedBody()
+	if strings.Contains(b, "an opening secret") || !strings.Contains(b, `"type":"conversation.created"`) || !strings.Contains(b, `"deleted":true`) {
+		t.Fatalf("after the delete, the outbox holds: %s", b)
+	}
+}
