@@ -123,21 +123,6 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 			break
 		}
 	}
-	if len(s.opts.Webhooks.Types) > 0 {
-		err := s.store.Update(ctx, func(tx *store.Tx) error {
-			convs, err := tx.ConversationIDsOf(userID)
-			if err != nil {
-				return err
-			}
-			if err := s.lockForWebhooks(tx, "", convs...); err != nil {
-				return err
-			}
-			return tx.ScrubWebhooksOf(userID, time.Now())
-		})
-		if err != nil {
-			return sessions, err
-		}
-	}
 	// The embedded store's newest events sit in a tail that RemoveLog
 	// merges whole; drained in steps first, its transaction finds little.
 	for range 1000 {
@@ -152,7 +137,24 @@ func (s *Service) Erase(ctx context.Context, userID string) (sessions []string, 
 			break
 		}
 	}
+	// The last step, in one transaction: a crash before it leaves the
+	// account marked and found by its external id, to erase again. The
+	// unsent webhooks are scrubbed here rather than earlier so that none
+	// written meanwhile (a message.unread from the users row as it still
+	// was) escapes; whether webhooks are on or not, since failed ones may
+	// be left from when they were.
 	err = s.store.Update(ctx, func(tx *store.Tx) error {
+		convs, err := tx.ConversationIDsOf(userID)
+		if err != nil {
+			return err
+		}
+		// Before the log heads' locks (RemoveLog): docs/architecture.md.
+		if err := tx.LockConversations(convs...); err != nil {
+			return err
+		}
+		if err := tx.ScrubWebhooksOf(userID, time.Now()); err != nil {
+			return err
+		}
 		if err := tx.RemoveLog(userID); err != nil {
 			return err
 		}

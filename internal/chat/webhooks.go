@@ -17,7 +17,7 @@ const (
 	WebhookMessageUpdated      = parley.EventMessageUpdated
 	WebhookMessageDeleted      = parley.EventMessageDeleted
 	WebhookCallMissed          = parley.EventCallMissed
-	WebhookMessageUnread       = "message.unread"
+	WebhookMessageUnread       = store.WebhookMessageUnread
 )
 
 // Webhooks says which changes write a webhook into the outbox (store
@@ -161,6 +161,14 @@ func (s *Service) fireUnread(tx *store.Tx, w store.UnreadWatch) error {
 	c, err := tx.ConversationView(w.ConversationID, w.UserID)
 	if err != nil {
 		// The user or conversation is gone (an erasure): nothing to tell.
+		return tx.ClearUnread(w.ConversationID, w.UserID)
+	}
+	if erased, err := tx.Erased(w.UserID); err != nil || erased {
+		// Nothing is told about an erased user, nor, while the erasure
+		// runs, with their name and external id still in the row.
+		if err != nil {
+			return err
+		}
 		return tx.ClearUnread(w.ConversationID, w.UserID)
 	}
 	m, err := tx.MessageByID(w.MessageID)

@@ -194,14 +194,10 @@ func erasedView(view []byte) ([]byte, error) {
 	return json.Marshal(parley.User{ID: u.ID, Role: u.Role, DisplayName: ErasedName})
 }
 
-// replaceValue puts b in place of the value of key in the JSON object obj,
-// and reports whether obj has that key.
-func replaceValue(obj []byte, key string, b []byte) ([]byte, bool, error) {
-	start, end, ok := valueSpan(obj, key)
-	if !ok {
-		return obj, false, nil
-	}
-	return splice(obj, start, end, b), true, nil
+// Erased reports whether the user's account is erased, or being erased.
+func (tx *Tx) Erased(userID string) (bool, error) {
+	erased, err := tx.erasedAmong([]string{userID})
+	return erased[userID], err
 }
 
 // erasedAmong returns which of ids are of accounts erased, or being erased.

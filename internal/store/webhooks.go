@@ -211,15 +211,22 @@ func (tx *Tx) ClaimWebhooks(now time.Time, lease time.Duration, limit, perConv i
 	return groups, nil
 }
 
-// DropMessageWebhooks removes the webhooks not yet sent (pending, not being
-// sent now, or failed) that carry the text of the message tomb is the
-// tombstone of: it was deleted, and its old text must not stay readable
-// anywhere. The receiver then gets its message.deleted without the earlier
-// webhooks. A conversation.created, which carries the first message, keeps
-// its place with the tombstone as its last_message: the receiver must
-// still hear of the conversation.
+// WebhookMessageUnread is the type of the one webhook addressed to a
+// single user (its data's user): ScrubWebhooksOf drops it with them.
+const WebhookMessageUnread = "message.unread"
+
+// DropMessageWebhooks removes the webhooks not yet sent (pending or failed)
+// that carry the text of the message tomb is the tombstone of: it was
+// deleted, and its old text must not stay readable anywhere. The receiver
+// then gets its message.deleted without the earlier webhooks. Two kinds are
+// rewritten with the tombstone in place of the message instead: a
+// conversation.created, which carries the first message (the receiver must
+// still hear of the conversation), and a row being sent right now, whose
+// attempt has its own copy and whose retry, should it fail, reads the body
+// again.
 func (tx *Tx) DropMessageWebhooks(tomb *parley.Message, now time.Time) error {
-	if _, err := tx.exec(`DELETE FROM webhooks WHERE message_id = ? AND type <> ? AND lease_until <= ?`,
+	// message_id <> '' lets SQLite use the partial index webhooks_message.
+	if _, err := tx.exec(`DELETE FROM webhooks WHERE message_id = ? AND message_id <> '' AND type <> ? AND lease_until <= ?`,
 		tomb.ID, parley.EventConversationCreated, Micros(now)); err != nil {
 		return fmt.Errorf("drop webhooks of message: %w", err)
 	}
@@ -227,52 +234,111 @@ func (tx *Tx) DropMessageWebhooks(tomb *parley.Message, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("marshal tombstone: %w", err)
 	}
-	return tx.rewriteWebhooks(`SELECT id, body FROM webhooks WHERE message_id = ? AND type = ? AND lease_until <= ?`,
-		[]any{tomb.ID, parley.EventConversationCreated, Micros(now)},
-		func(conv []byte) ([]byte, bool, error) { return replaceValue(conv, "last_message", b) })
+	return tx.rewriteWebhooks(`SELECT id, type, body, lease_until FROM webhooks WHERE message_id = ? AND message_id <> ''
+		ORDER BY conversation_id, ord`, []any{tomb.ID}, now,
+		func(w *webhookData) error {
+			switch w.typ {
+			case parley.EventConversationCreated:
+				return w.replace("last_message", b)
+			case WebhookMessageUnread:
+				return w.replace("message", b)
+			}
+			w.data, w.changed = b, true // the message itself
+			return nil
+		})
 }
 
-// ScrubWebhooksOf makes the webhooks not yet sent (as DropMessageWebhooks)
-// forget the user, who is being erased: a conversation.created shows them
-// as the erasure leaves them (ErasedName, no username, external id or bio),
-// and one addressed to them (whose data's user they are: a message.unread)
-// is dropped. Their messages' webhooks went with the messages.
+// ScrubWebhooksOf makes the webhooks not yet sent forget the user, who is
+// being erased (after their messages became tombstones). A
+// conversation.created shows them as the erasure leaves them (ErasedName,
+// no username, external id or bio) and a first message of theirs as its
+// tombstone; a message.unread addressed to them is dropped, or if it is
+// being sent right now, shows them as erased; and no new one is armed.
 func (tx *Tx) ScrubWebhooksOf(userID string, now time.Time) error {
-	theirs := `SELECT w.id, w.body FROM webhooks w JOIN conversations c ON c.id = w.conversation_id
-		WHERE (c.client_id = ? OR c.professional_id = ?) AND w.lease_until <= ? AND w.type `
-	err := tx.rewriteWebhooks(theirs+`<> ?`, []any{userID, userID, Micros(now), parley.EventConversationCreated},
-		func(data []byte) ([]byte, bool, error) {
-			id, _, _, ok := participantIn(data, "user")
-			return nil, ok && id == userID, nil
-		})
-	if err != nil {
-		return err
+	if _, err := tx.exec(`DELETE FROM webhook_unread WHERE user_id = ?`, userID); err != nil {
+		return fmt.Errorf("drop unread watches: %w", err)
 	}
-	return tx.rewriteWebhooks(theirs+`= ?`, []any{userID, userID, Micros(now), parley.EventConversationCreated},
-		func(conv []byte) ([]byte, bool, error) {
-			changed := false
-			for _, k := range participantKeys {
-				id, start, end, ok := participantIn(conv, k)
+	return tx.rewriteWebhooks(`SELECT id, type, body, lease_until FROM webhooks
+		WHERE conversation_id IN (SELECT conversation_id FROM conversation_members WHERE user_id = ?) AND type IN (?, ?)
+		ORDER BY conversation_id, ord`, []any{userID, parley.EventConversationCreated, WebhookMessageUnread}, now,
+		func(w *webhookData) error {
+			if w.typ == WebhookMessageUnread {
+				if id, _, _, ok := participantIn(w.data, "user"); !ok || id != userID {
+					return nil
+				}
+				if !w.leased {
+					w.data = nil
+					return nil
+				}
+			}
+			for _, k := range []string{"user", "client", "professional"} {
+				id, start, end, ok := participantIn(w.data, k)
 				if !ok || id != userID {
 					continue
 				}
-				b, err := erasedView(conv[start:end])
+				b, err := erasedView(w.data[start:end])
 				if err != nil {
-					return nil, false, err
+					return err
 				}
-				conv, changed = splice(conv, start, end, b), true
+				w.data, w.changed = splice(w.data, start, end, b), true
 			}
-			return conv, changed, nil
+			if w.typ != parley.EventConversationCreated {
+				return nil
+			}
+			// Rows written before the first message's id was kept
+			// (DropMessageWebhooks missed them).
+			start, end, ok := valueSpan(w.data, "last_message")
+			if !ok {
+				return nil
+			}
+			var m struct {
+				ID       string  `json:"id"`
+				SenderID *string `json:"sender_id"`
+			}
+			if json.Unmarshal(w.data[start:end], &m) != nil || m.SenderID == nil || *m.SenderID != userID {
+				return nil
+			}
+			msgs, err := tx.messagesByID([]string{m.ID})
+			if err != nil {
+				return err
+			}
+			var cur any = msgs[m.ID]
+			if msgs[m.ID] == nil {
+				cur = gone{ID: m.ID, Deleted: true} // as render shows one missing
+			}
+			b, err := json.Marshal(cur)
+			if err != nil {
+				return fmt.Errorf("marshal message: %w", err)
+			}
+			return w.replace("last_message", b)
 		})
 }
 
-// rewriteWebhooks applies edit to the data of each webhook that query
-// selects (id, body). What edit changes is written back; a change to nil
-// deletes the row.
-func (tx *Tx) rewriteWebhooks(query string, args []any, edit func(data []byte) ([]byte, bool, error)) error {
+// webhookData is a webhook being rewritten (rewriteWebhooks): its type, the
+// data of its body, and whether it is being sent right now.
+type webhookData struct {
+	typ     string
+	data    []byte // nil to delete the row (not while leased)
+	leased  bool
+	changed bool // data was rewritten
+}
+
+// replace puts b in place of the value of key in the data, if it has one.
+func (w *webhookData) replace(key string, b []byte) error {
+	if start, end, ok := valueSpan(w.data, key); ok {
+		w.data, w.changed = splice(w.data, start, end, b), true
+	}
+	return nil
+}
+
+// rewriteWebhooks applies edit to each webhook that query selects (id,
+// type, body, lease_until), in the order given: what edit changes is
+// written back, and a row whose data it sets to nil is deleted.
+func (tx *Tx) rewriteWebhooks(query string, args []any, now time.Time, edit func(*webhookData) error) error {
 	type row struct {
-		id   string
-		body []byte
+		id, typ string
+		body    []byte
+		lease   int64
 	}
 	rows, err := tx.query(query, args...)
 	if err != nil {
@@ -281,7 +347,7 @@ func (tx *Tx) rewriteWebhooks(query string, args []any, edit func(data []byte) (
 	var found []row
 	for rows.Next() {
 		var r row
-		if err := rows.Scan(&r.id, &r.body); err != nil {
+		if err := rows.Scan(&r.id, &r.typ, &r.body, &r.lease); err != nil {
 			rows.Close()
 			return fmt.Errorf("scan webhook: %w", err)
 		}
@@ -297,16 +363,15 @@ func (tx *Tx) rewriteWebhooks(query string, args []any, edit func(data []byte) (
 		if !ok {
 			continue
 		}
-		data, changed, err := edit(r.body[start:end])
-		switch {
-		case err != nil:
+		w := &webhookData{typ: r.typ, data: r.body[start:end], leased: r.lease > Micros(now)}
+		if err := edit(w); err != nil {
 			return err
-		case !changed:
-			continue
-		case data == nil:
+		}
+		switch {
+		case w.data == nil && !w.leased:
 			_, err = tx.exec(`DELETE FROM webhooks WHERE id = ?`, r.id)
-		default:
-			_, err = tx.exec(`UPDATE webhooks SET body = ? WHERE id = ?`, splice(r.body, start, end, data), r.id)
+		case w.data != nil && w.changed:
+			_, err = tx.exec(`UPDATE webhooks SET body = ? WHERE id = ?`, splice(r.body, start, end, w.data), r.id)
 		}
 		if err != nil {
 			return fmt.Errorf("rewrite webhook: %w", err)

@@ -705,6 +705,20 @@ func getMessages(t *testing.T, n *servertest.Node, u servertest.User, conv strin
 	return out
 }
 
+// appUser creates an app's user with the server API and returns a token
+// for them.
+func appUser(t *testing.T, n *servertest.Node, ext, role, display string) string {
+	t.Helper()
+	if res := n.Do(t, "PUT", "/api/server/users/"+ext, servertest.APIKey, map[string]any{"role": role, "display_name": display}, nil); res.StatusCode != http.StatusCreated {
+		t.Fatalf("put %s: %d %s", ext, res.StatusCode, res.Body)
+	}
+	var tok struct{ Token string }
+	if res := n.Do(t, "POST", "/api/server/tokens", servertest.APIKey, map[string]any{"external_id": ext}, &tok); res.StatusCode != http.StatusCreated {
+		t.Fatalf("token %s: %d %s", ext, res.StatusCode, res.Body)
+	}
+	return tok.Token
+}
+
 // TestErasureScrubsUnsentWebhooks: the webhooks an erasure finds unsent
 // (failed here) keep nothing of the erased user. The conversation.created
 // stays, with them as "Deleted user" and their first message as its
@@ -717,19 +731,7 @@ func TestErasureScrubsUnsentWebhooks(t *testing.T) {
 		c.WebhookUnreadAfter, c.WebhookMaxAge = 100*time.Millisecond, time.Millisecond
 	}))
 	const name, sub, text = "Zelda Quartermain", "zelda-sub-7731", "ZELDA-FIRST-SECRET"
-	user := func(ext, role, display string) string {
-		t.Helper()
-		path := "/api/server/users/" + ext
-		if res := n.Do(t, "PUT", path, servertest.APIKey, map[string]any{"role": role, "display_name": display}, nil); res.StatusCode != http.StatusCreated {
-			t.Fatalf("put %s: %d %s", ext, res.StatusCode, res.Body)
-		}
-		var tok struct{ Token string }
-		if res := n.Do(t, "POST", "/api/server/tokens", servertest.APIKey, map[string]any{"external_id": ext}, &tok); res.StatusCode != http.StatusCreated {
-			t.Fatalf("token %s: %d %s", ext, res.StatusCode, res.Body)
-		}
-		return tok.Token
-	}
-	zelda, bob := user(sub, "client", name), user("bob-sub-7731", "professional", "Bob Keeps")
+	zelda, bob := appUser(t, n, sub, "client", name), appUser(t, n, "bob-sub-7731", "professional", "Bob Keeps")
 	var conv struct{ ID string }
 	if res := n.Do(t, "POST", "/api/conversations", zelda, map[string]any{"professional_external_id": "bob-sub-7731",
 		"message": map[string]any{"body": text}}, &conv); res.StatusCode != http.StatusCreated {
@@ -788,6 +790,64 @@ func TestErasureScrubsUnsentWebhooks(t *testing.T) {
 		}
 		if err := json.Unmarshal(w.Payload, &body); err != nil || !body.Data.LastMessage.Deleted {
 			t.Errorf("conversation.created's last_message is not the tombstone (%v): %s", err, w.Payload)
+		}
+	}
+	// What bob sends her now stays unread, and tells nobody of her.
+	n.Do(t, "POST", "/api/conversations/"+conv.ID+"/messages", bob, map[string]any{"body": "after the erasure"}, nil)
+	time.Sleep(700 * time.Millisecond) // seven times the unread delay
+	if _, raw := list(); strings.Contains(raw, "message.unread") {
+		t.Errorf("a message.unread after the erasure: %s", raw)
+	}
+}
+
+// TestErasureWhileSending: webhooks claimed for sending when the erasure
+// runs (the one in flight and the rest of its conversation's group) are
+// rewritten, not skipped: once their attempts fail, the failed list holds
+// nothing of the erased user.
+func TestErasureWhileSending(t *testing.T) {
+	held := make(chan struct{})
+	release := sync.OnceFunc(func() { close(held) })
+	rcv := newReceiver(t, func(n int) int {
+		if n == 1 {
+			<-held
+		}
+		return http.StatusServiceUnavailable
+	})
+	t.Cleanup(release) // before the receiver's: it waits for its handlers
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = []string{"conversation.created", "message.created"}, time.Millisecond
+	}))
+	const name, sub, text = "Zelda Inflight", "zelda-sub-9120", "ZELDA-INFLIGHT-SECRET"
+	zelda := appUser(t, n, sub, "client", name)
+	appUser(t, n, "bob-sub-9120", "professional", "Bob")
+	if res := n.Do(t, "POST", "/api/conversations", zelda, map[string]any{"professional_external_id": "bob-sub-9120",
+		"message": map[string]any{"body": text}}, nil); res.StatusCode != http.StatusCreated {
+		t.Fatalf("open: %d %s", res.StatusCode, res.Body)
+	}
+	// conversation.created in flight, message.created claimed with it.
+	for deadline := time.Now().Add(5 * time.Second); len(rcv.all()) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no webhook attempt")
+		}
+	}
+	if res := n.Do(t, "DELETE", "/api/server/users/"+sub, servertest.APIKey, nil, nil); res.StatusCode != http.StatusNoContent {
+		t.Fatalf("erase: %d %s", res.StatusCode, res.Body)
+	}
+	release()
+	rcv.wait(t, 2, 5*time.Second)
+	var raw string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		raw = string(n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil).Body)
+		if strings.Count(raw, `"state":"failed"`) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the two webhooks did not both fail: %s", raw)
+		}
+	}
+	for _, gone := range []string{name, sub, text} {
+		if strings.Contains(raw, gone) {
+			t.Errorf("the outbox still holds %q: %s", gone, raw)
 		}
 	}
 }
