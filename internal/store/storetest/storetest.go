@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,6 +48,7 @@ func Run(t *testing.T, open Opener) {
 		{"SessionWithUser", testSessionWithUser},
 		{"EventsIn", testEventsIn},
 		{"AdvanceDeliveredAll", testAdvanceDeliveredAll},
+		{"ScrubWebhooksOfOldRows", testScrubOldWebhooks},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, open) })
@@ -679,4 +681,63 @@ func firstDiff(a, b []string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// testScrubOldWebhooks: a conversation.created webhook written before rows
+// named the first message (an empty message_id) is still scrubbed by an erasure:
+// the erased client is shown as erased, and their first message, deleted
+// by then, as its tombstone. The other participant is left as they were.
+func testScrubOldWebhooks(t *testing.T, open Opener) {
+	st := open(t, nil)
+	client, pro := mustUser(t, st, "oldclient"), mustUser(t, st, "oldpro")
+	conv, msg := parley.NewID("cnv"), parley.NewTimeID("msg")
+	ext := "old-ext-id"
+	err := st.Update(ctx, func(tx *store.Tx) error {
+		now := store.Now()
+		if err := tx.CreateConversation(&store.ConversationRow{ID: conv, ClientID: client, ProfessionalID: pro, CreatedAt: now}); err != nil {
+			return err
+		}
+		m := &parley.Message{ID: msg, ConversationID: conv, Seq: 1, Kind: "user", SenderID: &client, Body: "OLD-SECRET", CreatedAt: parley.T(now)}
+		if err := tx.InsertMessage(m); err != nil {
+			return err
+		}
+		view := &parley.Conversation{ID: conv, LastMessage: m,
+			Client:       parley.User{ID: client, DisplayName: "Old Client Name", ExternalID: &ext, Role: parley.RoleClient},
+			Professional: parley.User{ID: pro, DisplayName: "Old Pro Name", Role: parley.RoleProfessional}}
+		return tx.InsertWebhook(parley.EventConversationCreated, conv, "", view)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		if err := tx.DeleteMessage(msg); err != nil {
+			return err
+		}
+		if err := tx.MarkErased(client, store.Now()); err != nil {
+			return err
+		}
+		return tx.ScrubWebhooksOf(client, time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups [][]*store.Webhook
+	err = st.Update(ctx, func(tx *store.Tx) (err error) {
+		groups, err = tx.ClaimWebhooks(time.Now(), time.Minute, 10, 10)
+		return err
+	})
+	if err != nil || len(groups) != 1 || len(groups[0]) != 1 {
+		t.Fatalf("claimed %v (%v), want the one webhook", groups, err)
+	}
+	body := string(groups[0][0].Body)
+	for _, gone := range []string{"Old Client Name", ext, "OLD-SECRET"} {
+		if strings.Contains(body, gone) {
+			t.Errorf("the webhook still holds %q: %s", gone, body)
+		}
+	}
+	for _, kept := range []string{store.ErasedName, "Old Pro Name", `"deleted":true`, msg} {
+		if !strings.Contains(body, kept) {
+			t.Errorf("the webhook lost %q: %s", kept, body)
+		}
+	}
 }
