@@ -177,20 +177,11 @@ func (tx *Tx) CollectUploads(before time.Time, limit int) ([]string, error) {
 }
 
 func (tx *Tx) deleteAttachmentIDs(q string, args ...any) ([]string, error) {
-	rows, err := tx.query(q, args...)
+	ids, err := tx.queryStrings(q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("delete attachments: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // AttachmentsExist reports which of ids have a row, for a sweep of files

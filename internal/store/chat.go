@@ -130,20 +130,11 @@ func (tx *Tx) MemberNextSeq(conversationID, userID string, at time.Time) (peerID
 
 // Contacts returns the users who share a conversation with userID.
 func (tx *Tx) Contacts(userID string) ([]string, error) {
-	rows, err := tx.query(`SELECT DISTINCT peer_id FROM conversation_members WHERE user_id = ?`, userID)
+	ids, err := tx.queryStrings(`SELECT DISTINCT peer_id FROM conversation_members WHERE user_id = ?`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list contacts: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return ids, nil
 }
 
 // conversationView selects a conversation from one member's point of view,
@@ -185,20 +176,11 @@ func (tx *Tx) ConversationView(conversationID, userID string) (*parley.Conversat
 
 // ConversationIDsOf returns the ids of every conversation the user is in.
 func (tx *Tx) ConversationIDsOf(userID string) ([]string, error) {
-	rows, err := tx.query(`SELECT conversation_id FROM conversation_members WHERE user_id = ?`, userID)
+	ids, err := tx.queryStrings(`SELECT conversation_id FROM conversation_members WHERE user_id = ?`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list conversation ids: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("scan conversation id: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // ConversationsOf lists the user's conversations, newest activity first, at

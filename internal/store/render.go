@@ -210,22 +210,12 @@ func (tx *Tx) erasedAmong(ids []string) (map[string]bool, error) {
 	out := map[string]bool{}
 	for part := range chunks(ids, rowChunk) {
 		list, args := inList(part)
-		rows, err := tx.query(`SELECT id FROM users WHERE erased_at IS NOT NULL AND id IN `+list, args...)
+		erased, err := tx.queryStrings(`SELECT id FROM users WHERE erased_at IS NOT NULL AND id IN `+list, args...)
 		if err != nil {
 			return nil, fmt.Errorf("load erased users: %w", err)
 		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("scan erased user: %w", err)
-			}
+		for _, id := range erased {
 			out[id] = true
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, err
 		}
 	}
 	return out, nil

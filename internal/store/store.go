@@ -200,6 +200,24 @@ func (tx *Tx) query(query string, args ...any) (Rows, error) {
 	return tx.q.QueryContext(tx.ctx, tx.d.Rebind(query), args...)
 }
 
+// queryStrings runs a query of one text column and returns its values.
+func (tx *Tx) queryStrings(query string, args ...any) ([]string, error) {
+	rows, err := tx.query(query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
 // queryRow cannot return the error of a held write that fails in front of
 // it: the query then fails too (the transaction is aborted), and End
 // reports the held write's error in its place.
