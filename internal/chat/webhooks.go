@@ -163,12 +163,13 @@ func (s *Service) fireUnread(tx *store.Tx, w store.UnreadWatch) error {
 		// The user or conversation is gone (an erasure): nothing to tell.
 		return tx.ClearUnread(w.ConversationID, w.UserID)
 	}
-	if erased, err := tx.Erased(w.UserID); err != nil || erased {
+	erased, err := tx.Erased(w.UserID)
+	if err != nil {
+		return err
+	}
+	if erased {
 		// Nothing is told about an erased user, nor, while the erasure
 		// runs, with their name and external id still in the row.
-		if err != nil {
-			return err
-		}
 		return tx.ClearUnread(w.ConversationID, w.UserID)
 	}
 	m, err := tx.MessageByID(w.MessageID)

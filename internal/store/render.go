@@ -112,14 +112,7 @@ func (tx *Tx) render(evs []parley.Event) error {
 		if !ok {
 			continue
 		}
-		var v any = msgs[id]
-		if msgs[id] == nil {
-			// Messages are never removed, only emptied; should one be
-			// missing all the same, its event keeps its place in the log,
-			// empty, so that the log has no gap.
-			v = gone{ID: id, Deleted: true}
-		}
-		b, err := json.Marshal(v)
+		b, err := renderedMessage(msgs, id)
 		if err != nil {
 			return fmt.Errorf("render %s: %w", e.Type, err)
 		}
@@ -156,19 +149,42 @@ func (tx *Tx) renderErased(evs []parley.Event) error {
 		if e.Type != parley.EventConversationCreated {
 			continue
 		}
-		for _, k := range participantKeys {
-			id, start, end, ok := participantIn(evs[i].Data, k)
-			if !ok || !erased[id] {
-				continue
-			}
-			b, err := erasedView(evs[i].Data[start:end])
-			if err != nil {
-				return fmt.Errorf("render %s: %w", e.Type, err)
-			}
-			evs[i].Data = splice(evs[i].Data, start, end, b)
+		data, _, err := showErased(e.Data, participantKeys[:], func(id string) bool { return erased[id] })
+		if err != nil {
+			return fmt.Errorf("render %s: %w", e.Type, err)
 		}
+		evs[i].Data = data
 	}
 	return nil
+}
+
+// renderedMessage is the JSON of the message id as msgs holds it now.
+// Messages are never removed, only emptied; should one be missing all the
+// same, what names it keeps its place, empty (in the log: no gap).
+func renderedMessage(msgs map[string]*parley.Message, id string) ([]byte, error) {
+	if m := msgs[id]; m != nil {
+		return json.Marshal(m)
+	}
+	return json.Marshal(gone{ID: id, Deleted: true})
+}
+
+// showErased puts, in place of each user object under keys in data whose
+// id erased names, that user as the erasure left them (erasedView), and
+// reports whether it put any. data itself is never modified.
+func showErased(data []byte, keys []string, erased func(id string) bool) ([]byte, bool, error) {
+	changed := false
+	for _, k := range keys {
+		id, start, end, ok := participantIn(data, k)
+		if !ok || !erased(id) {
+			continue
+		}
+		b, err := erasedView(data[start:end])
+		if err != nil {
+			return nil, false, err
+		}
+		data, changed = splice(data, start, end, b), true
+	}
+	return data, changed, nil
 }
 
 // participantIn finds the user under key in a conversation view: their id,

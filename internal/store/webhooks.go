@@ -31,6 +31,7 @@ type Webhook struct {
 	NextAt         time.Time
 	LastStatus     int // HTTP status of the last attempt; 0 = no answer
 	LastError      string
+	LeaseUntil     time.Time // claimed by a sender until then
 }
 
 // webhookBody is what a receiver gets.
@@ -117,15 +118,15 @@ func (tx *Tx) lockedConversation(id string) {
 	}
 }
 
-const webhookColumns = `id, ord, type, conversation_id, body, created_at, retry_from, state, attempts, next_at, last_status, last_error`
+const webhookColumns = `id, ord, type, conversation_id, body, created_at, retry_from, state, attempts, next_at, last_status, last_error, lease_until`
 
 func scanWebhook(row scanner) (*Webhook, error) {
 	var w Webhook
-	var created, from, next int64
-	if err := row.Scan(&w.ID, &w.Ord, &w.Type, &w.ConversationID, &w.Body, &created, &from, &w.State, &w.Attempts, &next, &w.LastStatus, &w.LastError); err != nil {
+	var created, from, next, lease int64
+	if err := row.Scan(&w.ID, &w.Ord, &w.Type, &w.ConversationID, &w.Body, &created, &from, &w.State, &w.Attempts, &next, &w.LastStatus, &w.LastError, &lease); err != nil {
 		return nil, err
 	}
-	w.CreatedAt, w.RetryFrom, w.NextAt = FromMicros(created), FromMicros(from), FromMicros(next)
+	w.CreatedAt, w.RetryFrom, w.NextAt, w.LeaseUntil = FromMicros(created), FromMicros(from), FromMicros(next), FromMicros(lease)
 	return &w, nil
 }
 
@@ -234,16 +235,17 @@ func (tx *Tx) DropMessageWebhooks(tomb *parley.Message, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("marshal tombstone: %w", err)
 	}
-	return tx.rewriteWebhooks(`SELECT id, type, body, lease_until FROM webhooks WHERE message_id = ? AND message_id <> ''
+	return tx.rewriteWebhooks(`SELECT `+webhookColumns+` FROM webhooks WHERE message_id = ? AND message_id <> ''
 		ORDER BY conversation_id, ord`, []any{tomb.ID}, now,
 		func(w *webhookData) error {
 			switch w.typ {
 			case parley.EventConversationCreated:
-				return w.replace("last_message", b)
+				w.replace("last_message", b)
 			case WebhookMessageUnread:
-				return w.replace("message", b)
+				w.replace("message", b)
+			default:
+				w.data, w.changed = b, true // the message itself
 			}
-			w.data, w.changed = b, true // the message itself
 			return nil
 		})
 }
@@ -258,7 +260,7 @@ func (tx *Tx) ScrubWebhooksOf(userID string, now time.Time) error {
 	if _, err := tx.exec(`DELETE FROM webhook_unread WHERE user_id = ?`, userID); err != nil {
 		return fmt.Errorf("drop unread watches: %w", err)
 	}
-	return tx.rewriteWebhooks(`SELECT id, type, body, lease_until FROM webhooks
+	return tx.rewriteWebhooks(`SELECT `+webhookColumns+` FROM webhooks
 		WHERE conversation_id IN (SELECT conversation_id FROM conversation_members WHERE user_id = ?) AND type IN (?, ?)
 		ORDER BY conversation_id, ord`, []any{userID, parley.EventConversationCreated, WebhookMessageUnread}, now,
 		func(w *webhookData) error {
@@ -271,17 +273,11 @@ func (tx *Tx) ScrubWebhooksOf(userID string, now time.Time) error {
 					return nil
 				}
 			}
-			for _, k := range []string{"user", "client", "professional"} {
-				id, start, end, ok := participantIn(w.data, k)
-				if !ok || id != userID {
-					continue
-				}
-				b, err := erasedView(w.data[start:end])
-				if err != nil {
-					return err
-				}
-				w.data, w.changed = splice(w.data, start, end, b), true
+			data, changed, err := showErased(w.data, []string{"user", "client", "professional"}, func(id string) bool { return id == userID })
+			if err != nil {
+				return err
 			}
+			w.data, w.changed = data, w.changed || changed
 			if w.typ != parley.EventConversationCreated {
 				return nil
 			}
@@ -302,15 +298,12 @@ func (tx *Tx) ScrubWebhooksOf(userID string, now time.Time) error {
 			if err != nil {
 				return err
 			}
-			var cur any = msgs[m.ID]
-			if msgs[m.ID] == nil {
-				cur = gone{ID: m.ID, Deleted: true} // as render shows one missing
-			}
-			b, err := json.Marshal(cur)
+			b, err := renderedMessage(msgs, m.ID)
 			if err != nil {
 				return fmt.Errorf("marshal message: %w", err)
 			}
-			return w.replace("last_message", b)
+			w.replace("last_message", b)
+			return nil
 		})
 }
 
@@ -324,54 +317,34 @@ type webhookData struct {
 }
 
 // replace puts b in place of the value of key in the data, if it has one.
-func (w *webhookData) replace(key string, b []byte) error {
+func (w *webhookData) replace(key string, b []byte) {
 	if start, end, ok := valueSpan(w.data, key); ok {
 		w.data, w.changed = splice(w.data, start, end, b), true
 	}
-	return nil
 }
 
-// rewriteWebhooks applies edit to each webhook that query selects (id,
-// type, body, lease_until), in the order given: what edit changes is
+// rewriteWebhooks applies edit to each webhook that query (of
+// webhookColumns) selects, in the order given: what edit changes is
 // written back, and a row whose data it sets to nil is deleted.
 func (tx *Tx) rewriteWebhooks(query string, args []any, now time.Time, edit func(*webhookData) error) error {
-	type row struct {
-		id, typ string
-		body    []byte
-		lease   int64
-	}
-	rows, err := tx.query(query, args...)
-	if err != nil {
-		return fmt.Errorf("load webhooks: %w", err)
-	}
-	var found []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.id, &r.typ, &r.body, &r.lease); err != nil {
-			rows.Close()
-			return fmt.Errorf("scan webhook: %w", err)
-		}
-		found = append(found, r)
-	}
-	err = rows.Err()
-	rows.Close()
+	found, err := tx.webhooks(query, args...)
 	if err != nil {
 		return err
 	}
 	for _, r := range found {
-		start, end, ok := valueSpan(r.body, "data")
+		start, end, ok := valueSpan(r.Body, "data")
 		if !ok {
 			continue
 		}
-		w := &webhookData{typ: r.typ, data: r.body[start:end], leased: r.lease > Micros(now)}
+		w := &webhookData{typ: r.Type, data: r.Body[start:end], leased: r.LeaseUntil.After(now)}
 		if err := edit(w); err != nil {
 			return err
 		}
 		switch {
 		case w.data == nil && !w.leased:
-			_, err = tx.exec(`DELETE FROM webhooks WHERE id = ?`, r.id)
+			_, err = tx.exec(`DELETE FROM webhooks WHERE id = ?`, r.ID)
 		case w.data != nil && w.changed:
-			_, err = tx.exec(`UPDATE webhooks SET body = ? WHERE id = ?`, splice(r.body, start, end, w.data), r.id)
+			_, err = tx.exec(`UPDATE webhooks SET body = ? WHERE id = ?`, splice(r.Body, start, end, w.data), r.ID)
 		}
 		if err != nil {
 			return fmt.Errorf("rewrite webhook: %w", err)
