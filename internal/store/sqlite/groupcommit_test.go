@@ -392,6 +392,18 @@ func TestWriteTimes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The writer tells the timer after it has answered the callers, so the
+	// last commit may not be heard yet when the Updates return.
+	heard := func() (int, int) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.waits), len(w.commits)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if waits, commits := heard(); waits >= 4 && commits >= 2 {
+			break
+		}
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if len(w.waits) != 4 || len(w.commits) != 2 {
