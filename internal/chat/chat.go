@@ -595,15 +595,19 @@ func Tombstone(tx *store.Tx, ids ...string) ([]*parley.Message, []string, error)
 }
 
 // deleted writes the message.deleted webhooks of tombstones, and drops the
-// unsent webhooks that still carry their text.
+// unsent webhooks that still carry their text. Those may be left from when
+// webhooks were on, so the drop runs whenever the outbox holds any.
 func (s *Service) deleted(tx *store.Tx, tombs []*parley.Message) error {
-	if len(s.opts.Webhooks.Types) == 0 {
-		return nil
+	unsent, err := tx.AnyWebhooks()
+	if err != nil {
+		return err
 	}
 	now := time.Now()
 	for _, m := range tombs {
-		if err := tx.DropMessageWebhooks(m, now); err != nil {
-			return err
+		if unsent {
+			if err := tx.DropMessageWebhooks(m, now); err != nil {
+				return err
+			}
 		}
 		if err := s.webhook(tx, WebhookMessageDeleted, m.ConversationID, m); err != nil {
 			return err

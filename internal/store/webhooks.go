@@ -235,19 +235,47 @@ func (tx *Tx) DropMessageWebhooks(tomb *parley.Message, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("marshal tombstone: %w", err)
 	}
-	return tx.rewriteWebhooks(`SELECT `+webhookColumns+` FROM webhooks WHERE message_id = ? AND message_id <> ''
+	err = tx.rewriteWebhooks(`SELECT `+webhookColumns+` FROM webhooks WHERE message_id = ? AND message_id <> ''
 		ORDER BY conversation_id, ord`, []any{tomb.ID}, now,
 		func(w *webhookData) error {
-			switch w.typ {
-			case parley.EventConversationCreated:
-				w.replace("last_message", b)
-			case WebhookMessageUnread:
-				w.replace("message", b)
-			default:
-				w.data, w.changed = b, true // the message itself
+			if key := messageKey(w.typ); key != "" {
+				w.replace(key, b)
+			} else {
+				w.data, w.changed = b, true
 			}
 			return nil
 		})
+	if err != nil {
+		return err
+	}
+	// The replies that quote it carry its text in their preview: their
+	// webhooks show the quote emptied, as the replies now do
+	// (DeleteMessage).
+	return tx.rewriteWebhooks(`SELECT `+webhookColumns+` FROM webhooks
+		WHERE message_id IN (SELECT id FROM messages WHERE reply_to_id = ?) AND message_id <> ''
+		ORDER BY conversation_id, ord`, []any{tomb.ID}, now,
+		func(w *webhookData) error { return w.unquote(tomb.ID) })
+}
+
+// AnyWebhooks reports whether the outbox holds any webhook, sent or not.
+func (tx *Tx) AnyWebhooks() (bool, error) {
+	var n int
+	if err := tx.queryRow(`SELECT COUNT(*) FROM (SELECT 1 FROM webhooks LIMIT 1) w`).Scan(&n); err != nil {
+		return false, fmt.Errorf("look for webhooks: %w", err)
+	}
+	return n > 0, nil
+}
+
+// messageKey is where in a webhook's data of type typ the message it
+// carries is: under a key, or the data itself ("").
+func messageKey(typ string) string {
+	switch typ {
+	case parley.EventConversationCreated:
+		return "last_message"
+	case WebhookMessageUnread:
+		return "message"
+	}
+	return ""
 }
 
 // ScrubWebhooksOf makes the webhooks not yet sent forget the user, who is
@@ -321,6 +349,33 @@ func (w *webhookData) replace(key string, b []byte) {
 	if start, end, ok := valueSpan(w.data, key); ok {
 		w.data, w.changed = splice(w.data, start, end, b), true
 	}
+}
+
+// unquote empties the preview of the carried message's quote of quotedID.
+func (w *webhookData) unquote(quotedID string) error {
+	msg, msgEnd := 0, len(w.data)
+	if key := messageKey(w.typ); key != "" {
+		var ok bool
+		if msg, msgEnd, ok = valueSpan(w.data, key); !ok {
+			return nil
+		}
+	}
+	start, end, ok := valueSpan(w.data[msg:msgEnd], "reply_to")
+	if !ok {
+		return nil
+	}
+	start, end = msg+start, msg+end
+	var r parley.Reply
+	if json.Unmarshal(w.data[start:end], &r) != nil || r.ID != quotedID || r.Preview == "" {
+		return nil
+	}
+	r.Preview = ""
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("marshal reply: %w", err)
+	}
+	w.data, w.changed = splice(w.data, start, end, b), true
+	return nil
 }
 
 // rewriteWebhooks applies edit to each webhook that query (of

@@ -412,24 +412,10 @@ func TestDeleteDropsUnsentText(t *testing.T) {
 	_, pro, conv := openConversation(t, n)
 	var msg struct{ ID string }
 	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "a secret to delete"}, &msg)
-	failedBody := func() string {
-		res := n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil)
-		return string(res.Body)
-	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "a secret to delete"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the message's webhook did not fail: %s", failedBody())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	untilFailed(t, n, "a secret to delete")
 	n.Do(t, "DELETE", "/api/messages/"+msg.ID, pro.Token, nil, nil)
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "message.deleted"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no message.deleted: %s", failedBody())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if b := failedBody(); strings.Contains(b, "a secret to delete") {
+	untilFailed(t, n, "message.deleted")
+	if b := failedBody(t, n); strings.Contains(b, "a secret to delete") {
 		t.Fatalf("the deleted text is still in the outbox: %s", b)
 	}
 }
@@ -845,7 +831,7 @@ func TestErasureWhileSending(t *testing.T) {
 	rcv.wait(t, 2, 5*time.Second)
 	var raw string
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		raw = string(n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil).Body)
+		raw = failedBody(t, n)
 		if strings.Count(raw, `"state":"failed"`) == 2 {
 			break
 		}
@@ -875,19 +861,83 @@ func TestDeleteFirstMessageKeepsConversationCreated(t *testing.T) {
 	}
 	n.Do(t, "POST", "/api/conversations", client.Token, map[string]any{"professional_id": pro.ID,
 		"message": map[string]any{"body": "an opening secret"}}, &conv)
-	failedBody := func() string {
-		return string(n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil).Body)
-	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(), "an opening secret"); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("conversation.created did not fail: %s", failedBody())
-		}
-	}
+	untilFailed(t, n, "an opening secret")
 	if res := n.Do(t, "DELETE", "/api/messages/"+conv.LastMessage.ID, client.Token, nil, nil); res.StatusCode != http.StatusOK {
 		t.Fatalf("delete: %d %s", res.StatusCode, res.Body)
 	}
-	b := failedBody()
+	b := failedBody(t, n)
 	if strings.Contains(b, "an opening secret") || !strings.Contains(b, `"type":"conversation.created"`) || !strings.Contains(b, `"deleted":true`) {
+		t.Fatalf("after the delete, the outbox holds: %s", b)
+	}
+}
+
+// failedBody is the first page of the failed webhooks, as the API lists it.
+func failedBody(t *testing.T, n *servertest.Node) string {
+	t.Helper()
+	return string(n.Do(t, "GET", "/api/server/webhooks/failed", servertest.APIKey, nil, nil).Body)
+}
+
+// untilFailed waits for the failed list to hold text.
+func untilFailed(t *testing.T, n *servertest.Node, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(failedBody(t, n), text); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed webhook holds %q: %s", text, failedBody(t, n))
+		}
+	}
+}
+
+// TestDeleteEmptiesQuotesInUnsentWebhooks: a reply's webhook quotes the
+// message it replies to; once that message is deleted, the reply's unsent
+// webhook shows the quote emptied, as the reply itself does, and keeps
+// its own text.
+func TestDeleteEmptiesQuotesInUnsentWebhooks(t *testing.T) {
+	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = []string{"message.created"}, time.Millisecond
+	}))
+	client, pro, conv := openConversation(t, n)
+	var quoted struct{ ID string }
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", client.Token, map[string]any{"body": "a quoted secret"}, &quoted)
+	res := n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token,
+		map[string]any{"body": "the answer to it", "reply_to_id": quoted.ID}, nil)
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("reply: %d %s", res.StatusCode, res.Body)
+	}
+	untilFailed(t, n, "the answer to it")
+	if b := failedBody(t, n); strings.Count(b, "a quoted secret") != 2 {
+		t.Fatalf("want the secret in its own webhook and in the reply's preview: %s", b)
+	}
+	if res := n.Do(t, "DELETE", "/api/messages/"+quoted.ID, client.Token, nil, nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("delete: %d %s", res.StatusCode, res.Body)
+	}
+	b := failedBody(t, n)
+	if strings.Contains(b, "a quoted secret") || !strings.Contains(b, "the answer to it") || !strings.Contains(b, `"preview":""`) {
+		t.Fatalf("after the delete, the outbox holds: %s", b)
+	}
+}
+
+// TestDeleteWithWebhooksOffDropsOldText: webhooks that failed while they
+// were on stay listed after they are switched off; deleting a message then
+// still takes its text out of them.
+func TestDeleteWithWebhooksOffDropsOldText(t *testing.T) {
+	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = []string{"message.created"}, time.Millisecond
+	}))
+	_, pro, conv := openConversation(t, n)
+	var msg struct{ ID string }
+	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "an old secret"}, &msg)
+	untilFailed(t, n, "an old secret")
+	n.Stop()
+	c := n.Config
+	c.WebhookURL = ""
+	n = servertest.StartConfig(t, c)
+	if res := n.Do(t, "DELETE", "/api/messages/"+msg.ID, pro.Token, nil, nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("delete: %d %s", res.StatusCode, res.Body)
+	}
+	b := failedBody(t, n)
+	if strings.Contains(b, "an old secret") || !strings.Contains(b, `"webhooks":[`) {
 		t.Fatalf("after the delete, the outbox holds: %s", b)
 	}
 }
