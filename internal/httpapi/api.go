@@ -130,9 +130,16 @@ func (a *API) Handler() http.Handler {
 		add(mux, a)
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { a.unrouted(mux.mux, w, r) })
-	if a.Web != nil {
-		mux.Handle("/", a.Web)
-	}
+	// The web app takes every other path, but not another method of a
+	// route above (POST /healthz is a 405 here, not the web app's 404).
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		read := r.Method == http.MethodGet || r.Method == http.MethodHead
+		if a.Web == nil || !read && len(allowed(mux.mux, r)) > 0 {
+			a.unrouted(mux.mux, w, r)
+			return
+		}
+		a.Web.ServeHTTP(w, r)
+	})
 	a.patterns = mux.patterns
 	return a.recover(a.observe(a.deadlines(a.cors(a.sameOrigin(mux.mux)))))
 }
@@ -150,23 +157,29 @@ func PprofHandler() http.Handler {
 	return mux
 }
 
-// unrouted answers /api/ paths no route took: 405 with Allow when the path
+// unrouted answers requests no route took: 405 with Allow when the path
 // exists for another method, else 404, both in the SPEC's shape.
 func (a *API) unrouted(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
-	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodPut} {
-		probe := r.Clone(r.Context())
-		probe.Method = m
-		if _, pattern := mux.Handler(probe); pattern != "/api/" && pattern != "" {
-			allow = append(allow, m)
-		}
-	}
-	if len(allow) > 0 {
+	if allow := allowed(mux, r); len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		a.writeError(w, r, parley.Errorf(parley.EMethod, "method %s is not allowed here", r.Method))
 		return
 	}
 	a.writeError(w, r, parley.NotFound)
+}
+
+// allowed returns the methods a route of mux serves r's path with, the
+// catch-alls aside.
+func allowed(mux *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodPut} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := mux.Handler(probe); pattern != "/api/" && pattern != "/" && pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 type principalKey struct{}

@@ -145,13 +145,16 @@ func TestDiagStream(t *testing.T) {
 }
 
 // TestUnroutedAPI: an unknown /api path is a JSON 404, a known path with the
-// wrong method a JSON 405 with Allow.
+// wrong method a JSON 405 with Allow, outside /api too (where the web app
+// takes the other paths).
 func TestUnroutedAPI(t *testing.T) {
 	n := servertest.Start(t)
 	u := n.Register(t, "route", parley.RoleClient)
 	for _, path := range []string{"/api/nope", "/api/", "/api/auth/nope", "/api/users/a/b", "/api/events/poll/x"} {
 		wantError(t, n.Do(t, "GET", path, u.Token, nil, nil), http.StatusNotFound, "not_found")
 	}
+	wantError(t, n.Do(t, "POST", "/no-such-page", u.Token, nil, nil), http.StatusNotFound, "not_found")
+	wantError(t, n.Do(t, "POST", "/", u.Token, nil, nil), http.StatusMethodNotAllowed, "method_not_allowed")
 	for _, c := range []struct{ method, path, allow string }{
 		{"DELETE", "/api/me", "GET"},
 		{"GET", "/api/auth/login", "POST"},
@@ -165,6 +168,9 @@ func TestUnroutedAPI(t *testing.T) {
 		{"GET", "/api/auth/activity", "POST"},
 		{"DELETE", "/api/users", "GET"},
 		{"POST", "/api/diag/stream", "GET"},
+		{"POST", "/healthz", "GET"},
+		{"DELETE", "/readyz", "GET"},
+		{"PUT", "/metrics", "GET"},
 	} {
 		res := n.Do(t, c.method, c.path, u.Token, nil, nil)
 		wantError(t, res, http.StatusMethodNotAllowed, "method_not_allowed")
