@@ -15,10 +15,10 @@ func AttachmentRoutes(svc *attach.Service) func(mux *ServeMux, a *API) {
 	return func(mux *ServeMux, a *API) {
 		h := &attachmentHandlers{a: a, svc: svc}
 		mux.Handle("POST /api/conversations/{id}/attachments", a.authed(h.upload))
-		// Passive: the app loads images as messages arrive, which says
-		// nothing about whether a person is at the screen, and must not
-		// keep an idle session alive.
-		mux.Handle("GET /api/attachments/{id}", a.passive(h.serve))
+		// Activity, as the contract counts every authenticated request
+		// but the stream and the poll, though an image that loads as its
+		// message arrives says nothing of a person at the screen.
+		mux.Handle("GET /api/attachments/{id}", a.authed(h.serve))
 		a.addConfig(attachmentConfig(svc))
 	}
 }

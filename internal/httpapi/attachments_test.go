@@ -171,8 +171,7 @@ func TestAttachmentNames(t *testing.T) {
 
 // TestAttachmentAccess: an upload is its uploader's until a message carries
 // it, then its conversation's; anyone else gets 404, as for an id that does
-// not exist. Fetching a file is not activity (it must not keep an idle
-// session alive), which is checked by its route being passive in the code.
+// not exist.
 func TestAttachmentAccess(t *testing.T) {
 	p := newConvPair(t)
 	a := p.mustUpload(t, p.pro, p.conv, "notes.txt", "text/plain", []byte("private notes"))

@@ -162,3 +162,23 @@ func TestIdleExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestAttachmentFetchIsActivity: fetching a file is an authenticated request
+// like any other, so it keeps its session from idling out, while a session
+// with no requests at all expires beside it.
+func TestAttachmentFetchIsActivity(t *testing.T) {
+	const idle = 1500 * time.Millisecond
+	p := newConvPair(t, func(c *config.Config) { c.IdleTimeout = idle })
+	a := p.mustUpload(t, p.pro, p.conv, "notes.txt", "text/plain", []byte("notes"))
+	viewer := p.pro
+	viewer.Token = login(t, p.n, p.pro.Username)
+	for start := time.Now(); time.Since(start) < 2*idle; time.Sleep(idle / 6) {
+		if res := p.fetch(t, viewer, a.ID); res.StatusCode != http.StatusOK {
+			t.Fatalf("fetch after %v: %d %s", time.Since(start), res.StatusCode, res.Body)
+		}
+	}
+	wantError(t, p.n.Do(t, "GET", "/api/me", p.pro.Token, nil, nil), http.StatusUnauthorized, "unauthorized")
+	if res := p.n.Do(t, "GET", "/api/me", viewer.Token, nil, nil); res.StatusCode != http.StatusOK {
+		t.Fatalf("the session that fetched a file: /api/me %d %s", res.StatusCode, res.Body)
+	}
+}
