@@ -399,3 +399,18 @@ func TestRegistrationClosed(t *testing.T) {
 		t.Fatalf("default registration = %q", cfg.Registration)
 	}
 }
+
+// TestAppTokenFarExpiry: a token whose exp lies past what a time can hold
+// in microseconds (year 296,000 here) starts a session that lasts, rather
+// than one stored as expired before it began.
+func TestAppTokenFarExpiry(t *testing.T) {
+	n := appNode(t, nil, nil)
+	for _, exp := range []int64{253402300800, 9300000000000} { // year 10000; past int64 µs
+		tok := servertest.SignHS(t, "HS256", []byte(servertest.AppSecret), claims(fmt.Sprint("far-", exp), map[string]any{"exp": exp}))
+		for i := range 2 {
+			if res := n.Do(t, "GET", "/api/me", tok, nil, nil); res.StatusCode != http.StatusOK {
+				t.Fatalf("exp %d, request %d: %d %s", exp, i+1, res.StatusCode, res.Body)
+			}
+		}
+	}
+}

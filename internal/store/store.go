@@ -443,7 +443,19 @@ func Migrate(ctx context.Context, db *sql.DB, dialect goose.Dialect, opts ...goo
 }
 
 // Micros and FromMicros convert times to the stored form: Unix microseconds UTC.
-func Micros(t time.Time) int64 { return t.UnixMicro() }
+// A time past year 9999 is stored as its last microsecond: an app token's
+// exp may be any number, and beyond some 292,000 years int64 microseconds
+// wrap negative (a session expired before it began), while past 9999 a
+// time no longer marshals to JSON.
+func Micros(t time.Time) int64 {
+	if t.After(lastTime) {
+		t = lastTime
+	}
+	return t.UnixMicro()
+}
+
+// lastTime is the latest time Micros stores.
+var lastTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
 
 // FromMicros is the inverse of Micros.
 func FromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
