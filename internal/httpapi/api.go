@@ -114,7 +114,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /api/users", a.authed(a.users))
 	mux.Handle("GET /api/users/{id}", a.authed(a.user))
 
-	mux.HandleFunc("GET /api/events", a.events)
+	mux.HandleFunc("GET /api/events", noHead(a, a.events))
 	mux.Handle("GET /api/events/poll", a.passive(a.poll))
 	mux.HandleFunc("POST /api/publish", a.publish)
 
@@ -124,7 +124,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	mux.HandleFunc("GET /api/config", a.clientConfig)
-	mux.HandleFunc("GET /api/diag/stream", a.diagStream)
+	mux.HandleFunc("GET /api/diag/stream", noHead(a, a.diagStream))
 	mux.HandleFunc("GET /api/openapi.json", a.openAPI)
 	for _, add := range a.Routes {
 		add(mux, a)
@@ -166,6 +166,20 @@ func (a *API) unrouted(mux *http.ServeMux, w http.ResponseWriter, r *http.Reques
 		return
 	}
 	a.writeError(w, r, parley.NotFound)
+}
+
+// noHead refuses HEAD, which a GET pattern also takes, on a stream: a
+// stream has no headers-only form, and the event loop writes to the
+// connection itself, past net/http's dropping of HEAD bodies.
+func noHead(a *API, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			w.Header().Set("Allow", http.MethodGet)
+			a.writeError(w, r, parley.Errorf(parley.EMethod, "method HEAD is not allowed here"))
+			return
+		}
+		h(w, r)
+	}
 }
 
 // allowed returns the methods a route of mux serves r's path with, the

@@ -153,6 +153,12 @@ func TestUnroutedAPI(t *testing.T) {
 	for _, path := range []string{"/api/nope", "/api/", "/api/auth/nope", "/api/users/a/b", "/api/events/poll/x"} {
 		wantError(t, n.Do(t, "GET", path, u.Token, nil, nil), http.StatusNotFound, "not_found")
 	}
+	// A stream has no headers-only form.
+	for _, path := range []string{"/api/events", "/api/diag/stream"} {
+		if res := n.Do(t, "HEAD", path, u.Token, nil, nil); res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != "GET" {
+			t.Fatalf("HEAD %s: %d, Allow %q, want 405 and GET", path, res.StatusCode, res.Header.Get("Allow"))
+		}
+	}
 	wantError(t, n.Do(t, "POST", "/no-such-page", u.Token, nil, nil), http.StatusNotFound, "not_found")
 	wantError(t, n.Do(t, "POST", "/", u.Token, nil, nil), http.StatusMethodNotAllowed, "method_not_allowed")
 	for _, c := range []struct{ method, path, allow string }{
