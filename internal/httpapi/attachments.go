@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/attach"
 )
 
@@ -102,7 +103,37 @@ func (h *attachmentHandlers) serve(w http.ResponseWriter, r *http.Request) {
 	// deleted message's files are gone): caches must ask each time.
 	hd.Set("Cache-Control", "private, no-cache")
 	hd.Set("ETag", `"`+f.Row.ID+`"`)
-	http.ServeContent(w, r, "", f.Row.CreatedAt, f.Content)
+	http.ServeContent(&jsonErrors{ResponseWriter: w}, r, "", f.Row.CreatedAt, f.Content)
+}
+
+// jsonErrors puts the error replies of http.ServeContent, plain text of
+// its own, in the contract's shape: a Range it cannot serve (416, status
+// kept: it says the file is shorter or the header malformed) or a failed
+// read.
+type jsonErrors struct {
+	http.ResponseWriter
+	replaced bool // the error body is written; ServeContent's is dropped
+}
+
+func (w *jsonErrors) WriteHeader(code int) {
+	if code < http.StatusBadRequest {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.replaced = true
+	w.Header().Del("Content-Disposition")
+	e := &parley.Error{Code: parley.EInternal, Message: "internal error"}
+	if code == http.StatusRequestedRangeNotSatisfiable {
+		e = &parley.Error{Code: parley.EInvalid, Message: "the range is malformed or lies past the end of the file", Field: "Range"}
+	}
+	writeErrorStatus(w.ResponseWriter, code, e)
+}
+
+func (w *jsonErrors) Write(p []byte) (int, error) {
+	if w.replaced {
+		return len(p), nil
+	}
+	return w.ResponseWriter.Write(p)
 }
 
 // ContentDisposition builds the header for a file name (RFC 6266): an ASCII

@@ -328,16 +328,26 @@ func TestAttachmentsDeletedWithMessage(t *testing.T) {
 }
 
 // TestAttachmentRange: files are served with Range support (http.ServeContent),
-// which media players need.
+// which media players need; a Range that is malformed or lies past the end
+// gets 416 in the error shape.
 func TestAttachmentRange(t *testing.T) {
 	p := newConvPair(t)
 	a := p.mustUpload(t, p.client, p.conv, "digits.txt", "text/plain", []byte("0123456789"))
-	req := newRequest(t, p.n, "GET", "/api/attachments/"+a.ID, nil)
-	req.Header.Set("Authorization", "Bearer "+p.client.Token)
-	req.Header.Set("Range", "bytes=2-4")
-	res := send(t, req)
-	if res.StatusCode != http.StatusPartialContent || string(res.Body) != "234" {
+	get := func(rng string) *servertest.Response {
+		req := newRequest(t, p.n, "GET", "/api/attachments/"+a.ID, nil)
+		req.Header.Set("Authorization", "Bearer "+p.client.Token)
+		req.Header.Set("Range", rng)
+		return send(t, req)
+	}
+	if res := get("bytes=2-4"); res.StatusCode != http.StatusPartialContent || string(res.Body) != "234" {
 		t.Fatalf("range: %d %q", res.StatusCode, res.Body)
+	}
+	for _, rng := range []string{"bytes=5-1", "bytes=abc", "bytes=999999999999999999999-", "bytes=10-"} {
+		res := get(rng)
+		wantError(t, res, http.StatusRequestedRangeNotSatisfiable, "invalid_request")
+		if res.Header.Get("Content-Disposition") != "" {
+			t.Fatalf("Range %q: the error carries the file's Content-Disposition", rng)
+		}
 	}
 }
 

@@ -58,6 +58,12 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+999_999_999)/1_000_000_000)))
 	}
+	writeErrorStatus(w, code, e)
+}
+
+// writeErrorStatus writes e in the error shape with an HTTP status of the
+// caller's choosing.
+func writeErrorStatus(w http.ResponseWriter, code int, e *parley.Error) {
 	var body errorBody
 	body.Error.Code, body.Error.Message, body.Error.Field = e.Code, e.Message, e.Field
 	writeJSON(w, code, body)
