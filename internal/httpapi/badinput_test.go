@@ -44,6 +44,8 @@ func malformedBodies(limit int64) []bodyCase {
 		{name: "array", body: `[1,2]`, status: 400, codes: []string{"invalid_json", "invalid_request"}},
 		{name: "string", body: `"x"`, status: 400, codes: []string{"invalid_json", "invalid_request"}},
 		{name: "invalid UTF-8", body: "{\"username\":\"\xff\xfe\xfd\",\"password\":\"pass\xc3word1\"}", status: 400, codes: []string{"invalid_json", "invalid_request"}},
+		// encoding/json would take it as U+FFFD: text not stored as sent.
+		{name: "lone surrogate escape", body: `{"username":"a\ud800b","body":"x\udc00","display_name":"\ud83d"}`, status: 400, codes: []string{"invalid_json"}},
 		{name: "invalid UTF-8 outside strings", body: "{\"a\":1}\xff", status: 400, codes: []string{"invalid_json", "invalid_request"}},
 		{name: "no Content-Type", contentType: "-", body: `{}`, status: 415, codes: []string{"unsupported_media_type"}},
 		{name: "text/plain", contentType: "text/plain", body: `{}`, status: 415, codes: []string{"unsupported_media_type"}},

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/parley-chat/parley"
@@ -147,6 +149,9 @@ func decodeBytes(body []byte, dst any) error {
 	if !utf8.Valid(body) {
 		return parley.Errorf(parley.EInvalidJSON, "request body is not valid UTF-8")
 	}
+	if loneSurrogate(body) {
+		return parley.Errorf(parley.EInvalidJSON, "request body has a \\u escape of half a UTF-16 surrogate pair, which is no character")
+	}
 	if err := json.Unmarshal(body, dst); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
@@ -162,6 +167,52 @@ func decodeBytes(body []byte, dst any) error {
 		return parley.Errorf(parley.EInvalidJSON, "request body is not valid JSON")
 	}
 	return nil
+}
+
+// loneSurrogate reports whether JSON text has a \u escape of a UTF-16
+// surrogate that is not half of a pair. encoding/json turns one into U+FFFD
+// without a word, and text must be stored as it was sent.
+func loneSurrogate(b []byte) bool {
+	for i := bytes.IndexByte(b, '\\'); i >= 0 && i+1 < len(b); i = nextEscape(b, i+2) {
+		if b[i+1] != 'u' {
+			continue
+		}
+		r, ok := hex4(b[i+2:])
+		if !ok || !utf16.IsSurrogate(r) {
+			continue
+		}
+		if r >= 0xdc00 { // a low half with no high one before it
+			return true
+		}
+		if len(b) < i+12 || b[i+6] != '\\' || b[i+7] != 'u' {
+			return true
+		}
+		if low, ok := hex4(b[i+8:]); !ok || low < 0xdc00 || low > 0xdfff {
+			return true
+		}
+		i += 6 // past the pair's high half; the loop steps over the low
+	}
+	return false
+}
+
+// nextEscape returns the index of the next backslash in b from i, or -1.
+func nextEscape(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	if j := bytes.IndexByte(b[i:], '\\'); j >= 0 {
+		return i + j
+	}
+	return -1
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(b[:4]), 16, 16)
+	return rune(v), err == nil
 }
 
 func kind(k string) string {
