@@ -60,12 +60,14 @@ func (s *Service) webhook(tx *store.Tx, typ, convID string, data any) error {
 }
 
 // lockForWebhooks takes the row locks of the conversations a change is
-// about to write webhooks of type typ for, or with typ "" drop webhooks of
-// (any type on), before its first write (store.Tx.InsertWebhook says
-// why); nothing when that type is off. A send needs none: it takes its
-// conversation's lock first anyway.
+// about to write webhooks of type typ for, before its first write
+// (store.Tx.InsertWebhook says why); nothing when that type is off. With
+// typ "" the change drops or rewrites webhooks (deleted), which it does
+// whenever the outbox holds rows, webhooks on or off, so it always locks:
+// an erasure's scrub rewrites the same rows. A send needs none: it takes
+// its conversation's lock first anyway.
 func (s *Service) lockForWebhooks(tx *store.Tx, typ string, convIDs ...string) error {
-	if len(s.opts.Webhooks.Types) == 0 || typ != "" && !s.opts.Webhooks.on(typ) {
+	if typ != "" && !s.opts.Webhooks.on(typ) {
 		return nil
 	}
 	return tx.LockConversations(convIDs...)
