@@ -103,16 +103,19 @@ func (h *attachmentHandlers) serve(w http.ResponseWriter, r *http.Request) {
 	// deleted message's files are gone): caches must ask each time.
 	hd.Set("Cache-Control", "private, no-cache")
 	hd.Set("ETag", `"`+f.Row.ID+`"`)
-	http.ServeContent(&jsonErrors{ResponseWriter: w}, r, "", f.Row.CreatedAt, f.Content)
+	http.ServeContent(&jsonErrors{ResponseWriter: w, a: h.a, r: r}, r, "", f.Row.CreatedAt, f.Content)
 }
 
 // jsonErrors puts the error replies of http.ServeContent, plain text of
-// its own, in the contract's shape: a Range it cannot serve (416, status
-// kept: it says the file is shorter or the header malformed) or a failed
-// read.
+// its own, in the contract's shape, their statuses kept: a Range it cannot
+// serve (416: malformed, or past the end of the file), an If-Match or
+// If-Unmodified-Since the file fails (412), or a file it could not seek
+// or size (500, logged).
 type jsonErrors struct {
 	http.ResponseWriter
-	replaced bool // the error body is written; ServeContent's is dropped
+	a      *API
+	r      *http.Request
+	status int // of the error written in place of ServeContent's, or 0
 }
 
 func (w *jsonErrors) WriteHeader(code int) {
@@ -120,20 +123,27 @@ func (w *jsonErrors) WriteHeader(code int) {
 		w.ResponseWriter.WriteHeader(code)
 		return
 	}
-	w.replaced = true
+	w.status = code
 	w.Header().Del("Content-Disposition")
 	e := &parley.Error{Code: parley.EInternal, Message: "internal error"}
-	if code == http.StatusRequestedRangeNotSatisfiable {
+	switch code {
+	case http.StatusRequestedRangeNotSatisfiable:
 		e = &parley.Error{Code: parley.EInvalid, Message: "the range is malformed or lies past the end of the file", Field: "Range"}
+	case http.StatusPreconditionFailed:
+		e = &parley.Error{Code: parley.EConflict, Message: "the file does not meet the request's If-Match or If-Unmodified-Since"}
 	}
 	writeErrorStatus(w.ResponseWriter, code, e)
 }
 
+// Write drops the body of an error replaced, logging the cause of a 500.
 func (w *jsonErrors) Write(p []byte) (int, error) {
-	if w.replaced {
-		return len(p), nil
+	switch w.status {
+	case 0:
+		return w.ResponseWriter.Write(p)
+	case http.StatusInternalServerError:
+		w.a.Logger.Error("serve attachment", "path", w.r.URL.Path, "err", strings.TrimSpace(string(p)))
 	}
-	return w.ResponseWriter.Write(p)
+	return len(p), nil
 }
 
 // ContentDisposition builds the header for a file name (RFC 6266): an ASCII

@@ -333,21 +333,27 @@ func TestAttachmentsDeletedWithMessage(t *testing.T) {
 func TestAttachmentRange(t *testing.T) {
 	p := newConvPair(t)
 	a := p.mustUpload(t, p.client, p.conv, "digits.txt", "text/plain", []byte("0123456789"))
-	get := func(rng string) *servertest.Response {
+	get := func(header, value string) *servertest.Response {
 		req := newRequest(t, p.n, "GET", "/api/attachments/"+a.ID, nil)
 		req.Header.Set("Authorization", "Bearer "+p.client.Token)
-		req.Header.Set("Range", rng)
+		req.Header.Set(header, value)
 		return send(t, req)
 	}
-	if res := get("bytes=2-4"); res.StatusCode != http.StatusPartialContent || string(res.Body) != "234" {
+	if res := get("Range", "bytes=2-4"); res.StatusCode != http.StatusPartialContent || string(res.Body) != "234" {
 		t.Fatalf("range: %d %q", res.StatusCode, res.Body)
 	}
 	for _, rng := range []string{"bytes=5-1", "bytes=abc", "bytes=999999999999999999999-", "bytes=10-"} {
-		res := get(rng)
+		res := get("Range", rng)
 		wantError(t, res, http.StatusRequestedRangeNotSatisfiable, "invalid_request")
 		if res.Header.Get("Content-Disposition") != "" {
 			t.Fatalf("Range %q: the error carries the file's Content-Disposition", rng)
 		}
+	}
+	// A precondition the file fails is a 412 in the same shape.
+	wantError(t, get("If-Match", `"another"`), http.StatusPreconditionFailed, "conflict")
+	wantError(t, get("If-Unmodified-Since", "Mon, 02 Jan 2006 15:04:05 GMT"), http.StatusPreconditionFailed, "conflict")
+	if res := get("If-None-Match", `"`+a.ID+`"`); res.StatusCode != http.StatusNotModified {
+		t.Fatalf("If-None-Match of its ETag: %d, want 304", res.StatusCode)
 	}
 }
 

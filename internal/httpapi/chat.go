@@ -218,7 +218,7 @@ func (h *chatHandlers) signal(w http.ResponseWriter, r *http.Request) {
 	// The body may carry a full 64 KiB payload plus its envelope even when the
 	// general body limit is set lower.
 	limit := max(h.a.Config.BodyLimit, chat.MaxSignalPayload+4<<10)
-	if err := decode(w, r, limit, &req); err != nil {
+	if err := decodeOpaque(w, r, limit, &req); err != nil {
 		h.a.writeError(w, r, err)
 		return
 	}

@@ -31,7 +31,7 @@ func (a *API) publish(w http.ResponseWriter, r *http.Request) {
 		Type    string          `json:"type"`
 		Data    json.RawMessage `json:"data"`
 	}
-	if err := decode(w, r, a.Config.PublishBodyLimit, &req); err != nil {
+	if err := decodeOpaque(w, r, a.Config.PublishBodyLimit, &req); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

@@ -120,24 +120,45 @@ func jsonType(ct string) bool {
 // refused from its Content-Length, or once the limit is reached while
 // reading, never read whole.
 func decode(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(body, dst)
+}
+
+// decodeOpaque is decode for a body whose payload is the app's JSON,
+// passed on as sent (json.RawMessage): a \u escape of half a surrogate
+// pair there is valid JSON that nothing here turns into U+FFFD, so it is
+// not refused as in text the server keeps.
+func decodeOpaque(w http.ResponseWriter, r *http.Request, limit int64, dst any) error {
+	body, err := readBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	return unmarshal(body, dst)
+}
+
+// readBody reads a JSON body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if !jsonType(r.Header.Get("Content-Type")) {
-		return parley.Errorf(parley.EUnsupportedType, "Content-Type must be application/json")
+		return nil, parley.Errorf(parley.EUnsupportedType, "Content-Type must be application/json")
 	}
 	if r.ContentLength > limit {
-		return tooLarge(limit)
+		return nil, tooLarge(limit)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return tooLarge(limit)
+			return nil, tooLarge(limit)
 		}
 		if errors.Is(err, errBodyTimeout) {
-			return errBodyTimeout
+			return nil, errBodyTimeout
 		}
-		return parley.Errorf(parley.EInvalidJSON, "could not read the request body")
+		return nil, parley.Errorf(parley.EInvalidJSON, "could not read the request body")
 	}
-	return decodeBytes(body, dst)
+	return body, nil
 }
 
 func tooLarge(limit int64) error {
@@ -146,11 +167,16 @@ func tooLarge(limit int64) error {
 
 // decodeBytes unmarshals a JSON object body into dst.
 func decodeBytes(body []byte, dst any) error {
-	if !utf8.Valid(body) {
-		return parley.Errorf(parley.EInvalidJSON, "request body is not valid UTF-8")
-	}
 	if loneSurrogate(body) {
 		return parley.Errorf(parley.EInvalidJSON, "request body has a \\u escape of half a UTF-16 surrogate pair, which is no character")
+	}
+	return unmarshal(body, dst)
+}
+
+// unmarshal is decodeBytes without the surrogate check (decodeOpaque).
+func unmarshal(body []byte, dst any) error {
+	if !utf8.Valid(body) {
+		return parley.Errorf(parley.EInvalidJSON, "request body is not valid UTF-8")
 	}
 	if err := json.Unmarshal(body, dst); err != nil {
 		var te *json.UnmarshalTypeError

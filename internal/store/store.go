@@ -446,7 +446,8 @@ func Migrate(ctx context.Context, db *sql.DB, dialect goose.Dialect, opts ...goo
 // A time past year 9999 is stored as its last microsecond: an app token's
 // exp may be any number, and beyond some 292,000 years int64 microseconds
 // wrap negative (a session expired before it began), while past 9999 a
-// time no longer marshals to JSON.
+// time shown in the API would have a five-digit year, which RFC 3339
+// parsers refuse.
 func Micros(t time.Time) int64 {
 	if t.After(lastTime) {
 		t = lastTime

@@ -257,7 +257,8 @@ func (tx *Tx) DropMessageWebhooks(tomb *parley.Message, now time.Time) error {
 		func(w *webhookData) error { return w.unquote(tomb.ID) })
 }
 
-// AnyWebhooks reports whether the outbox holds any webhook, sent or not.
+// AnyWebhooks reports whether the outbox holds any webhook not yet
+// delivered: pending, failed, or being sent.
 func (tx *Tx) AnyWebhooks() (bool, error) {
 	var n int
 	if err := tx.queryRow(`SELECT COUNT(*) FROM (SELECT 1 FROM webhooks LIMIT 1) w`).Scan(&n); err != nil {
