@@ -405,10 +405,7 @@ func TestNoUnreadAfterDelete(t *testing.T) {
 // the receiver are dropped when the message is deleted, so its text stays
 // nowhere (not in the failed list either); the receiver gets the tombstone.
 func TestDeleteDropsUnsentText(t *testing.T) {
-	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
-	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
-		c.WebhookEvents, c.WebhookMaxAge = []string{"message.created", "message.deleted"}, time.Millisecond
-	}))
+	n := failingNode(t, "message.created", "message.deleted")
 	_, pro, conv := openConversation(t, n)
 	var msg struct{ ID string }
 	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "a secret to delete"}, &msg)
@@ -850,10 +847,7 @@ func TestErasureWhileSending(t *testing.T) {
 // first message leaves its unsent conversation.created in place, with the
 // tombstone as last_message and none of the text.
 func TestDeleteFirstMessageKeepsConversationCreated(t *testing.T) {
-	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
-	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
-		c.WebhookEvents, c.WebhookMaxAge = []string{"conversation.created"}, time.Millisecond
-	}))
+	n := failingNode(t, "conversation.created")
 	client, pro := n.Register(t, "whc", "client"), n.Register(t, "whp", "professional")
 	var conv struct {
 		ID          string
@@ -869,6 +863,16 @@ func TestDeleteFirstMessageKeepsConversationCreated(t *testing.T) {
 	if strings.Contains(b, "an opening secret") || !strings.Contains(b, `"type":"conversation.created"`) || !strings.Contains(b, `"deleted":true`) {
 		t.Fatalf("after the delete, the outbox holds: %s", b)
 	}
+}
+
+// failingNode starts a node sending webhooks of types to a receiver that
+// answers 503 to all, with no retries left after the first attempt: each
+// webhook is listed as failed soon after it is written.
+func failingNode(t *testing.T, types ...string) *servertest.Node {
+	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
+	return servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
+		c.WebhookEvents, c.WebhookMaxAge = types, time.Millisecond
+	}))
 }
 
 // failedBody is the first page of the failed webhooks, as the API lists it.
@@ -892,10 +896,7 @@ func untilFailed(t *testing.T, n *servertest.Node, text string) {
 // webhook shows the quote emptied, as the reply itself does, and keeps
 // its own text.
 func TestDeleteEmptiesQuotesInUnsentWebhooks(t *testing.T) {
-	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
-	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
-		c.WebhookEvents, c.WebhookMaxAge = []string{"message.created"}, time.Millisecond
-	}))
+	n := failingNode(t, "message.created")
 	client, pro, conv := openConversation(t, n)
 	var quoted struct{ ID string }
 	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", client.Token, map[string]any{"body": "a quoted secret"}, &quoted)
@@ -921,10 +922,7 @@ func TestDeleteEmptiesQuotesInUnsentWebhooks(t *testing.T) {
 // were on stay listed after they are switched off; deleting a message then
 // still takes its text out of them.
 func TestDeleteWithWebhooksOffDropsOldText(t *testing.T) {
-	rcv := newReceiver(t, func(int) int { return http.StatusServiceUnavailable })
-	n := servertest.Start(t, withWebhooks(rcv.URL, func(c *config.Config) {
-		c.WebhookEvents, c.WebhookMaxAge = []string{"message.created"}, time.Millisecond
-	}))
+	n := failingNode(t, "message.created")
 	_, pro, conv := openConversation(t, n)
 	var msg struct{ ID string }
 	n.Do(t, "POST", "/api/conversations/"+conv+"/messages", pro.Token, map[string]any{"body": "an old secret"}, &msg)
