@@ -317,11 +317,7 @@ func flagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "lifetime of a token and its session")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof/ on its own listener (--pprof-addr), never the public one")
-	fs.Func("pprof-addr", "listen address of /debug/pprof/ (setting it turns pprof on; default 127.0.0.1:6060)", func(s string) error {
-		c.PprofAddr = strings.TrimSpace(s)
-		c.Pprof = c.PprofAddr != ""
-		return nil
-	})
+	fs.Var(pprofAddr{&c.PprofAddr, &c.Pprof}, "pprof-addr", "listen address of /debug/pprof/ (setting it turns pprof on)")
 	fs.Func("trusted-proxies", "comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For/-Proto and X-Real-IP are believed", listInto(&c.TrustedProxies))
 	fs.StringVar(&c.CookieSecure, "cookie-secure", c.CookieSecure, "session cookie's Secure attribute: auto (when the request came over TLS), always or never")
 	fs.StringVar(&c.AuthSecret, "auth-secret", c.AuthSecret, "HMAC key of the app's own tokens (HS256/384/512)")
@@ -557,6 +553,27 @@ func (v *checked) Set(s string) error {
 func (v *checked) IsBoolFlag() bool {
 	b, ok := v.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
+}
+
+// pprofAddr is --pprof-addr: an address, whose setting turns pprof on.
+type pprofAddr struct {
+	addr *string
+	on   *bool
+}
+
+func (v pprofAddr) String() string {
+	if v.addr == nil {
+		return ""
+	}
+	return *v.addr
+}
+
+func (v pprofAddr) Get() any { return v.String() }
+
+func (v pprofAddr) Set(s string) error {
+	*v.addr = strings.TrimSpace(s)
+	*v.on = *v.addr != ""
+	return nil
 }
 
 // kind names what a flag's value must be.

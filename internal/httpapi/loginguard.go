@@ -71,8 +71,8 @@ func (g *loginGuard) begin(username string, now time.Time) (wait time.Duration) 
 	}
 	f.n++
 	f.last = now
-	if f.n > freeLoginFailures {
-		d := time.Second << min(f.n-freeLoginFailures-1, 20)
+	if f.n >= freeLoginFailures {
+		d := time.Second << min(f.n-freeLoginFailures, 20)
 		f.until = now.Add(min(d, maxLoginDelay))
 	}
 	return 0
