@@ -409,10 +409,14 @@ test("a polling client without a resume point starts from the head", async () =>
   assert.equal(p.wait, 0);
   p.answer(200, [{ id: 1, type: "message.created", data: {} }], 30);
   await settle();
+  assert.equal(transport.polls[1].after, 30, "a page with events may not be the last");
+  assert.equal(transport.polls[1].wait, 0);
+  transport.polls[1].answer(200, [], 30);
+  await settle();
   assert.deepEqual(durable(), [], "history before the head is not replayed");
   assert.equal(ctl.lastEventId, 30);
   assert.equal(ctl.mode, "polling", "the head poll was the check: the server answers");
-  assert.equal(transport.polls[1].after, 30);
+  assert.equal(transport.polls[2].after, 30);
 });
 
 test("reset: handlers get it, lastEventId becomes its last_id, events after it flow", async () => {
@@ -538,12 +542,16 @@ test("a stream failing before ready, with no resume point, takes the head by pol
   assert.equal(transport.polls.length, 1);
   assert.equal(transport.polls[0].after, 0);
   assert.equal(transport.polls[0].wait, 0);
-  // A full page means there is more: keep paging to the head.
+  // Any page but an empty one may have more after it (the server cuts pages at
+  // 500 events or by size): keep paging to the head.
   const page = Array.from({ length: 500 }, (_, i) => ({ id: i + 1, type: "message.created", data: {} }));
   transport.polls[0].answer(200, page, 500);
   await settle();
   assert.equal(transport.polls[1].after, 500);
   transport.polls[1].answer(200, [{ id: 501, type: "receipt", data: {} }], 501);
+  await settle();
+  assert.equal(transport.polls[2].after, 501, "a short page (cut by size) is not the end");
+  transport.polls[2].answer(200, [], 501);
   await settle();
   assert.equal(ctl.lastEventId, 501);
   assert.deepEqual(durable(), [], "history is not replayed to handlers");

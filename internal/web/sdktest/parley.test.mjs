@@ -274,3 +274,21 @@ test("session.expired from the stream: emitted once, disconnected, no reconnect"
   assert.equal(FakeEventSource.all.length, 1, "no reconnect after expiry");
   p.close();
 });
+
+test("a stream refused before opening is probed with a poll, which is not activity, and a 401 there expires the session", async (t) => {
+  const restore = installBrowser();
+  t.after(restore);
+  const calls = installFetch(defaultRoutes((method, path) => (path.startsWith("/api/events/poll") ? { status: 401, body: { error: { code: "unauthorized", message: "no" } } } : null)));
+  const p = mk({ storage: new MemoryStorage(), shared: false, trackActivity: false });
+  const expired = [];
+  p.on("session.expired", (d) => expired.push(d));
+  p.connect();
+  FakeEventSource.all[0].fail();
+  await waitFor(() => expired.length === 1, "session.expired after the probe");
+  const probes = calls.filter((c) => c.path.startsWith("/api/events/poll"));
+  assert.ok(probes.length >= 1, "the probe is a poll");
+  assert.match(probes[0].path, /wait=0/);
+  assert.equal(calls.filter((c) => c.path === "/api/me").length, 0, "GET /api/me counts as activity: not used to probe");
+  assert.equal(p.state, "disconnected");
+  p.close();
+});

@@ -1168,7 +1168,11 @@ export class ConnectionController {
       });
   }
 
-  /** The id of the newest event in the log, read by paging polls (wait=0) from 0; null on failure. */
+  /**
+   * The id of the newest event in the log, read by paging polls (wait=0) from 0
+   * until a page comes back empty (the server also cuts pages by size, so a short
+   * page is not the end); null on failure.
+   */
   async _pollHead(signal) {
     let after = 0;
     for (let page = 0; page < 10000; page++) {
@@ -1177,7 +1181,7 @@ export class ConnectionController {
       if (res.reset && res.reset.last_id != null) return Number(res.reset.last_id);
       const n = Array.isArray(res.events) ? res.events.length : 0;
       const last = res.last_id != null ? Number(res.last_id) : n ? Number(res.events[n - 1].id) : after;
-      if (n < POLL_PAGE || last <= after) return last;
+      if (n === 0 || last <= after) return last;
       after = last;
     }
     return after;

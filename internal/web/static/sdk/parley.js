@@ -381,7 +381,9 @@ export class Parley {
       transport: {
         openStream: (lastId, sink) => this._openStream(lastId, sink),
         poll: (after, wait, signal) => this._pollOnce(after, wait, signal),
-        probe: () => this._request("GET", "/api/me").then((r) => r.status),
+        // A poll, not GET /api/me: it is not activity, so probing a failing
+        // stream does not keep an unattended session from its idle logout.
+        probe: (lastId) => this._request("GET", `/api/events/poll?after=${enc(lastId ?? 0)}&wait=0`).then((r) => r.status),
       },
       clock: this.clock,
       lastEventId: this._lastEventId,
