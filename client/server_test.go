@@ -91,8 +91,12 @@ func TestAgainstServer(t *testing.T) {
 	st.Close()
 
 	pr, err := c.Poll(ctx, 0, -1)
-	if err != nil || len(pr.Events) != 2 || pr.LastID != 2 || pr.Events[1].Type != "app.note" {
+	if err != nil || len(pr.Events) != 2 || pr.LastID != 2 || pr.Events[1].Type != "app.note" || pr.Reset != nil {
 		t.Fatalf("Poll: %+v, %v", pr, err)
+	}
+	// A position past the head (a log rebuilt): the poll says so.
+	if pr, err := c.Poll(ctx, 99, -1); err != nil || pr.Reset == nil || pr.Reset.Reason != "history_expired" || pr.Reset.LastID != 2 || pr.LastID != 2 {
+		t.Fatalf("Poll past the head: %+v, %v", pr, err)
 	}
 
 	// The subscriber from the start hands each id once, then follows live.

@@ -208,10 +208,14 @@ type PollEvent struct {
 	Time time.Time       `json:"time"`
 }
 
-// PollResult is the answer to Poll. LastID is the resume point for the next poll.
+// PollResult is the answer to Poll. LastID is the resume point for the next
+// poll. Reset is set when after lay outside the log (older than what is kept,
+// or past its head): the events in between are not coming, so re-read state
+// over REST before polling on from LastID.
 type PollResult struct {
 	Events []PollEvent `json:"events"`
 	LastID int64       `json:"last_id"`
+	Reset  *Reset      `json:"reset,omitempty"`
 }
 
 // Event types of the stream.
