@@ -292,3 +292,35 @@ test("a stream refused before opening is probed with a poll, which is not activi
   assert.equal(p.state, "disconnected");
   p.close();
 });
+
+test("token mode: a new token for the same user keeps the resume point and the outbox; another user's does not share them", async (t) => {
+  const restore = installBrowser();
+  t.after(restore);
+  installFetch(defaultRoutes((method) => (method === "POST" ? new Promise(() => {}) : null))); // sends never answer
+  const storage = new MemoryStorage();
+  const jwt = (claims) => `eyJhbGciOiJIUzI1NiJ9.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.sig`;
+  const first = mk({ token: jwt({ iss: "https://app.example", sub: "ann", jti: "load-1" }), storage, shared: false, trackActivity: false });
+  first.connect();
+  const es = FakeEventSource.all.at(-1);
+  es.open();
+  es.emit("ready", { user_id: "u1", last_id: 4 });
+  es.emit("message.created", { body: "a" }, 5);
+  first.send("c1", "queued before the reload").catch(() => {});
+  assert.equal(first.outbox.length, 1);
+  first.close();
+
+  // The page reloads and gets a fresh token for the same user.
+  const second = mk({ token: jwt({ iss: "https://app.example", sub: "ann", jti: "load-2" }), storage, shared: false, trackActivity: false });
+  assert.equal(second.lastEventId, 5, "resumes where the last load stopped");
+  second.connect();
+  assert.equal(FakeEventSource.all.at(-1).params.get("last_event_id"), "5");
+  assert.deepEqual(second.outbox.map((i) => i.body), ["queued before the reload"], "the queued message is still there to send");
+  assert.notEqual(second.scope, first.scope, "a stream is still the token's own");
+  second.close();
+
+  const other = mk({ token: jwt({ iss: "https://app.example", sub: "bob", jti: "x" }), storage, shared: false, trackActivity: false });
+  assert.equal(other.lastEventId, null);
+  other.connect();
+  assert.equal(other.outbox.length, 0);
+  other.close();
+});

@@ -94,6 +94,24 @@ function browserStorage() {
   }
 }
 
+/**
+ * Who a token is for, when it is a JWT: its issuer and subject, read but not
+ * verified (they only choose storage keys; the server checks the token);
+ * else the token itself.
+ */
+function tokenIdentity(token) {
+  const part = String(token).split(".")[1];
+  if (part) {
+    try {
+      const c = JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((part.length + 3) % 4)));
+      if (c && typeof c.sub === "string" && c.sub) return `jwt:${c.iss || ""}:${c.sub}`;
+    } catch {
+      /* not a JWT */
+    }
+  }
+  return String(token);
+}
+
 function hashString(s) {
   let h = 5381;
   for (let i = 0; i < s.length; i++) h = ((h << 5) + h + s.charCodeAt(i)) >>> 0;
@@ -147,13 +165,17 @@ export class Parley {
     this.token = o.token || undefined;
     this.clock = o.clock || realClock;
     this.storage = o.storage !== undefined ? o.storage : browserStorage();
-    // Instances for another server or another token must not share a stream, an
-    // outbox or a resume point with the default one.
+    // Instances for another server or another token must not share a stream
+    // with the default one; nor, for another user, an outbox or a resume
+    // point. Those two are keyed by who the token is for: a page that gets a
+    // fresh token on each load must still send what the last load queued, and
+    // resume where it stopped.
     const scope = (this.baseUrl ? this.baseUrl : "") + (this.token ? `#${hashString(this.token)}` : "");
+    const userScope = (this.baseUrl ? this.baseUrl : "") + (this.token ? `#${hashString(tokenIdentity(this.token))}` : "");
     this.scope = scope;
     this._keys = {
-      last: scope ? `parley:last:${scope}` : "parley:last",
-      outbox: scope ? `parley:outbox:${scope}:` : "parley:outbox:",
+      last: userScope ? `parley:last:${userScope}` : "parley:last",
+      outbox: userScope ? `parley:outbox:${userScope}:` : "parley:outbox:",
       activity: scope ? `parley:activity:${scope}` : "parley:activity",
       lock: scope ? `parley-leader:${scope}` : "parley-leader",
       channel: scope ? `parley:${scope}` : "parley",
