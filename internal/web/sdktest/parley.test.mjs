@@ -324,3 +324,41 @@ test("token mode: a new token for the same user keeps the resume point and the o
   assert.equal(other.outbox.length, 0);
   other.close();
 });
+
+test("shared: a tab that joins after the leader relayed events reads them by poll, at once and once", async (t) => {
+  const locks = new FakeLocks();
+  const restore = installBrowser({ locks });
+  t.after(restore);
+  const log = [11, 12, 13, 14].map((id) => ({ id, type: "message.created", data: { body: `m${id}` }, time: "2026-01-01T00:00:00.000Z" }));
+  const calls = installFetch(
+    defaultRoutes((method, path) => {
+      const m = path.match(/^\/api\/events\/poll\?after=(\d+)&wait=0$/);
+      if (!m) return null;
+      const events = log.filter((e) => e.id > Number(m[1]));
+      return { status: 200, body: { events, last_id: events.length ? events.at(-1).id : Number(m[1]) } };
+    }),
+  );
+  const storage = new MemoryStorage();
+  const a = mk({ storage, trackActivity: false });
+  a.connect();
+  await waitFor(() => a.role === "leader", "a to lead");
+  const es = FakeEventSource.all[0];
+  es.open();
+  es.emit("ready", { user_id: "u1", last_id: 10 });
+  es.emit("message.created", { body: "m11" }, 11);
+  // b was made (reading the resume point, 11) before 12 and 13 came.
+  const b = mk({ storage, trackActivity: false, gapTimeoutMs: 60000 });
+  const gotB = [];
+  b.on("message.created", (d, ev) => gotB.push(ev.id));
+  es.emit("message.created", { body: "m12" }, 12);
+  es.emit("message.created", { body: "m13" }, 13);
+  b.connect();
+  assert.equal(b.role, "follower");
+  es.emit("message.created", { body: "m14" }, 14);
+  await waitFor(() => gotB.length === 3, "b to have 12, 13 and 14");
+  assert.deepEqual(gotB, [12, 13, 14], "in order, none lost, none twice, without waiting out the gap timeout");
+  assert.ok(calls.some((c) => c.path === "/api/events/poll?after=11&wait=0"), "the gap was read by poll");
+  a.close();
+  b.close();
+  await settle();
+});

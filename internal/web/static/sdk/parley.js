@@ -803,12 +803,34 @@ export class Parley {
       for (const x of this._fseq.push(e)) this._followerDeliver(x);
       clearTimeout(this._fgap);
       if (this._fseq.hasGap) {
-        // Relays come in order from one leader; a gap can only follow a change of
-        // leader and is filled by its replay. Do not wait for ever.
+        // Relays come in order from one leader; a gap follows a change of
+        // leader (its replay fills it) or this tab joining after the leader
+        // relayed events it had not heard: those are read by poll at once.
+        // Do not wait for ever.
+        this._fillGap();
         this._fgap = setTimeout(() => {
           for (const x of this._fseq.flush()) this._followerDeliver(x);
         }, this.options.gapTimeoutMs);
       }
+    }
+  }
+
+  /** Reads the events a follower's gap lacks with a poll (wait=0: not activity). */
+  async _fillGap() {
+    const seq = this._fseq;
+    if (this._gapFilling || seq.lastId == null) return;
+    this._gapFilling = true;
+    try {
+      const r = await this._pollOnce(seq.lastId, 0);
+      if (r.status !== 200 || r.reset || seq !== this._fseq || !this._active) return;
+      for (const e of r.events) {
+        for (const x of seq.push({ id: Number(e.id), type: e.type, data: e.data, ...(e.time ? { time: e.time } : {}) })) this._followerDeliver(x);
+      }
+      if (!seq.hasGap) clearTimeout(this._fgap);
+    } catch {
+      // the gap timeout hands on what there is
+    } finally {
+      this._gapFilling = false;
     }
   }
 
