@@ -608,6 +608,28 @@ test("checkStream: a quiet but healthy stream is left alone; one that missed eve
   assert.deepEqual(durable(), [11, 12]);
 });
 
+test("checkStream: events only of types the stream has no listener for are delivered and listened for, the stream kept", async () => {
+  const t = fakeTransport();
+  const heard = new Set(["message.created"]);
+  t.hears = (type) => heard.has(type);
+  t.listen = (type) => heard.add(type);
+  const { ctl, transport, durable } = setup({ transport: t, ctl: { lastEventId: 10 } });
+  ctl.connect();
+  transport.last.ready(10);
+  const check = ctl.checkStream();
+  transport.polls[0].answer(200, [{ id: 11, type: "app.invoice", data: {} }]);
+  const r = await check;
+  assert.deepEqual([r.ok, r.stale], [true, false]);
+  assert.deepEqual(durable(), [11], "delivered");
+  assert.ok(heard.has("app.invoice"), "listened for from now on");
+  assert.equal(transport.streams.length, 1);
+  assert.equal(transport.streams[0].closed, false, "the stream is alive: kept");
+  assert.equal(ctl.state, "connected");
+  transport.last.send(12, "app.invoice");
+  assert.deepEqual(durable(), [11, 12]);
+  ctl.close();
+});
+
 test("checkStream does nothing unless connected by stream", async () => {
   const { ctl, transport } = setup({ ctl: { lastEventId: 1 } });
   assert.equal((await ctl.checkStream()).ok, false);

@@ -1225,6 +1225,14 @@ export class ConnectionController {
     const fresh = (res.events || []).filter((e) => Number(e.id) > this.seq.lastId);
     if (!fresh.length) return { ok: true, rttMs, stale: false };
     for (const e of fresh) this._ingest(normalizePolled(e));
+    // Only types the stream has no listener for (an app.* type that just "*"
+    // asks for: EventSource cannot listen for every type): the stream is
+    // alive. Listen for them from now on rather than replace it.
+    const { hears, listen } = this.transport;
+    if (hears && listen && fresh.every((e) => !hears(e.type))) {
+      for (const e of fresh) listen(e.type);
+      return { ok: true, rttMs, stale: false };
+    }
     this._streamFailed("stale");
     return { ok: true, rttMs, stale: true };
   }

@@ -405,6 +405,8 @@ export class Parley {
         poll: (after, wait, signal) => this._pollOnce(after, wait, signal),
         // A poll, not GET /api/me: it is not activity, so probing a failing
         // stream does not keep an unattended session from its idle logout.
+        hears: (type) => !this._es || this._es.hears(type),
+        listen: (type) => this._es && this._es.listen(type),
         probe: (lastId) => this._request("GET", `/api/events/poll?after=${enc(lastId ?? 0)}&wait=0`).then((r) => r.status),
       },
       clock: this.clock,
@@ -485,7 +487,7 @@ export class Parley {
       sink.open();
     };
     es.onerror = () => sink.error(es.readyState === 2 ? "closed" : "error");
-    const handle = { es, listen };
+    const handle = { es, listen, hears: (t) => listening.has(t) };
     this._es = handle;
     return {
       close: () => {
