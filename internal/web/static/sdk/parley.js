@@ -403,10 +403,10 @@ export class Parley {
       transport: {
         openStream: (lastId, sink) => this._openStream(lastId, sink),
         poll: (after, wait, signal) => this._pollOnce(after, wait, signal),
-        // A poll, not GET /api/me: it is not activity, so probing a failing
-        // stream does not keep an unattended session from its idle logout.
         hears: (type) => !this._es || this._es.hears(type),
         listen: (type) => this._es && this._es.listen(type),
+        // A poll, not GET /api/me: it is not activity, so probing a failing
+        // stream does not keep an unattended session from its idle logout.
         probe: (lastId) => this._request("GET", `/api/events/poll?after=${enc(lastId ?? 0)}&wait=0`).then((r) => r.status),
       },
       clock: this.clock,
