@@ -20,8 +20,11 @@ import (
 // TestWebhooksThreeNodesOneKilled: three nodes on one PostgreSQL database
 // share the outbox. 1,000 messages are sent across them and one node is
 // SIGKILLed midway. Every acknowledged message's webhook arrives, and the
-// receiver sees at most 1 % of deliveries twice (a webhook the dead node
-// was sending, taken over after its lease, with the same webhook-id).
+// receiver sees at most 1 % of deliveries twice: a conversation's webhooks
+// go out one at a time, so a repeat is the one webhook per conversation the
+// dead node was sending (taken over after its lease, same webhook-id), and
+// ten conversations bound the repeats at ten, whatever the timing. (With
+// twenty, a loaded machine saw 13.)
 func TestWebhooksThreeNodesOneKilled(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills parley processes; skipped with -short")
@@ -53,15 +56,16 @@ func TestWebhooksThreeNodesOneKilled(t *testing.T) {
 	}
 	ctx := context.Background()
 	var acked sync.Map // message id → true
-	lanes := openLanes(t, nodes, "whc", 20, &acked)
+	const conversations = 10
+	lanes := openLanes(t, nodes, "whc", conversations, &acked)
 	var sent atomic.Int64
 	var wg sync.WaitGroup
-	for w := range 20 {
+	for w := range conversations {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			l := lanes[w]
-			for i := range 49 {
+			for i := range 1000/conversations - 1 {
 				// A send the killed node did not answer is sent again to
 				// the next node, with its client_id (answered once).
 				var m struct{ ID string }
@@ -103,8 +107,8 @@ func TestWebhooksThreeNodesOneKilled(t *testing.T) {
 		if missing == 0 {
 			dups := received.Load() - int64(distinct)
 			t.Logf("%d acknowledged messages, %d deliveries, %d repeated", len(want), received.Load(), dups)
-			if float64(dups) > 0.01*float64(distinct) {
-				t.Fatalf("%d repeated deliveries of %d webhooks: more than 1 %%", dups, distinct)
+			if dups > conversations || float64(dups) > 0.01*float64(distinct) {
+				t.Fatalf("%d repeated deliveries of %d webhooks: more than one per conversation, or 1 %%", dups, distinct)
 			}
 			return
 		}
