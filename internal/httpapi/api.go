@@ -114,7 +114,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /api/users", a.authed(a.users))
 	mux.Handle("GET /api/users/{id}", a.authed(a.user))
 
-	mux.HandleFunc("GET /api/events", noHead(a, a.events))
+	mux.HandleFunc("GET /api/events", a.noHead(a.events))
 	mux.Handle("GET /api/events/poll", a.passive(a.poll))
 	mux.HandleFunc("POST /api/publish", a.publish)
 
@@ -124,18 +124,21 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", a.readyz)
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	mux.HandleFunc("GET /api/config", a.clientConfig)
-	mux.HandleFunc("GET /api/diag/stream", noHead(a, a.diagStream))
+	mux.HandleFunc("GET /api/diag/stream", a.noHead(a.diagStream))
 	mux.HandleFunc("GET /api/openapi.json", a.openAPI)
 	for _, add := range a.Routes {
 		add(mux, a)
 	}
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { a.unrouted(mux.mux, w, r) })
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) { a.unrouted(w, r, allowed(mux.mux, r)) })
 	// The web app takes every other path, but not another method of a
 	// route above (POST /healthz is a 405 here, not the web app's 404).
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		read := r.Method == http.MethodGet || r.Method == http.MethodHead
-		if a.Web == nil || !read && len(allowed(mux.mux, r)) > 0 {
-			a.unrouted(mux.mux, w, r)
+		if a.Web != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			a.Web.ServeHTTP(w, r)
+			return
+		}
+		if allow := allowed(mux.mux, r); len(allow) > 0 || a.Web == nil {
+			a.unrouted(w, r, allow)
 			return
 		}
 		a.Web.ServeHTTP(w, r)
@@ -157,10 +160,10 @@ func PprofHandler() http.Handler {
 	return mux
 }
 
-// unrouted answers requests no route took: 405 with Allow when the path
-// exists for another method, else 404, both in the SPEC's shape.
-func (a *API) unrouted(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
-	if allow := allowed(mux, r); len(allow) > 0 {
+// unrouted answers a request no route took: 405 with Allow when the path
+// exists for the methods allow, else 404, both in the SPEC's shape.
+func (a *API) unrouted(w http.ResponseWriter, r *http.Request, allow []string) {
+	if len(allow) > 0 {
 		w.Header().Set("Allow", strings.Join(allow, ", "))
 		a.writeError(w, r, parley.Errorf(parley.EMethod, "method %s is not allowed here", r.Method))
 		return
@@ -171,11 +174,10 @@ func (a *API) unrouted(mux *http.ServeMux, w http.ResponseWriter, r *http.Reques
 // noHead refuses HEAD, which a GET pattern also takes, on a stream: a
 // stream has no headers-only form, and the event loop writes to the
 // connection itself, past net/http's dropping of HEAD bodies.
-func noHead(a *API, h http.HandlerFunc) http.HandlerFunc {
+func (a *API) noHead(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodHead {
-			w.Header().Set("Allow", http.MethodGet)
-			a.writeError(w, r, parley.Errorf(parley.EMethod, "method HEAD is not allowed here"))
+			a.unrouted(w, r, []string{http.MethodGet})
 			return
 		}
 		h(w, r)
