@@ -238,10 +238,8 @@ func (tx *Tx) DropMessageWebhooks(tomb *parley.Message, now time.Time) error {
 	err = tx.rewriteWebhooks(`SELECT `+webhookColumns+` FROM webhooks WHERE message_id = ? AND message_id <> ''
 		ORDER BY conversation_id, ord`, []any{tomb.ID}, now,
 		func(w *webhookData) error {
-			if key := messageKey(w.typ); key != "" {
-				w.replace(key, b)
-			} else {
-				w.data, w.changed = b, true
+			if start, end, ok := w.message(); ok {
+				w.put(start, end, b)
 			}
 			return nil
 		})
@@ -267,17 +265,6 @@ func (tx *Tx) AnyWebhooks() (bool, error) {
 	return n > 0, nil
 }
 
-// messageKey is where in a webhook's data of type typ the message it
-// carries is: under a key, or the data itself ("").
-func messageKey(typ string) string {
-	switch typ {
-	case parley.EventConversationCreated:
-		return "last_message"
-	case WebhookMessageUnread:
-		return "message"
-	}
-	return ""
-}
 
 // ScrubWebhooksOf makes the webhooks not yet sent forget the user, who is
 // being erased (after their messages became tombstones). A
@@ -331,7 +318,7 @@ func (tx *Tx) ScrubWebhooksOf(userID string, now time.Time) error {
 			if err != nil {
 				return fmt.Errorf("marshal message: %w", err)
 			}
-			w.replace("last_message", b)
+			w.put(start, end, b)
 			return nil
 		})
 }
@@ -345,21 +332,29 @@ type webhookData struct {
 	changed bool // data was rewritten
 }
 
-// replace puts b in place of the value of key in the data, if it has one.
-func (w *webhookData) replace(key string, b []byte) {
-	if start, end, ok := valueSpan(w.data, key); ok {
-		w.data, w.changed = splice(w.data, start, end, b), true
+// put puts b in place of data[start:end].
+func (w *webhookData) put(start, end int, b []byte) {
+	w.data, w.changed = splice(w.data, start, end, b), true
+}
+
+// message finds the message the webhook carries: under last_message in a
+// conversation.created, under message in a message.unread, else the data
+// itself.
+func (w *webhookData) message() (start, end int, ok bool) {
+	switch w.typ {
+	case parley.EventConversationCreated:
+		return valueSpan(w.data, "last_message")
+	case WebhookMessageUnread:
+		return valueSpan(w.data, "message")
 	}
+	return 0, len(w.data), true
 }
 
 // unquote empties the preview of the carried message's quote of quotedID.
 func (w *webhookData) unquote(quotedID string) error {
-	msg, msgEnd := 0, len(w.data)
-	if key := messageKey(w.typ); key != "" {
-		var ok bool
-		if msg, msgEnd, ok = valueSpan(w.data, key); !ok {
-			return nil
-		}
+	msg, msgEnd, ok := w.message()
+	if !ok {
+		return nil
 	}
 	start, end, ok := valueSpan(w.data[msg:msgEnd], "reply_to")
 	if !ok {
@@ -375,7 +370,7 @@ func (w *webhookData) unquote(quotedID string) error {
 	if err != nil {
 		return fmt.Errorf("marshal reply: %w", err)
 	}
-	w.data, w.changed = splice(w.data, start, end, b), true
+	w.put(start, end, b)
 	return nil
 }
 
