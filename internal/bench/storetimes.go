@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"slices"
@@ -64,7 +65,7 @@ func histQuantile(before, after map[string]float64, name string, q float64) (flo
 		}
 		bs = append(bs, bucket{le, v - before[k]})
 	}
-	slices.SortFunc(bs, func(a, b bucket) int { return cmpFloat(a.le, b.le) })
+	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	if len(bs) == 0 || !math.IsInf(bs[len(bs)-1].le, 1) || bs[len(bs)-1].n <= 0 {
 		return 0, false
 	}
@@ -80,14 +81,4 @@ func histQuantile(before, after map[string]float64, name string, q float64) (flo
 		lower, below = b.le, b.n
 	}
 	return lower, true
-}
-
-func cmpFloat(a, b float64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
