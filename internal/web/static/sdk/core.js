@@ -1402,10 +1402,8 @@ export class ConnectionController {
   }
 }
 
-/** The most events one poll returns (SPEC §3). */
-const POLL_PAGE = 500;
-
-function normalizePolled(e) {
+/** A polled event in the form the stream hands on. */
+export function normalizePolled(e) {
   return { id: e.id == null ? null : Number(e.id), type: e.type, data: e.data, ...(e.time ? { time: e.time } : {}) };
 }
 

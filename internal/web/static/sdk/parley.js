@@ -31,6 +31,7 @@ import {
   TypingThrottle,
   computeQuality,
   normalizeConfig,
+  normalizePolled,
   readJSON,
   realClock,
   uuid,
@@ -826,7 +827,7 @@ export class Parley {
       const r = await this._pollOnce(seq.lastId, 0);
       if (r.status !== 200 || r.reset || seq !== this._fseq || !this._active) return;
       for (const e of r.events) {
-        for (const x of seq.push({ id: Number(e.id), type: e.type, data: e.data, ...(e.time ? { time: e.time } : {}) })) this._followerDeliver(x);
+        for (const x of seq.push(normalizePolled(e))) this._followerDeliver(x);
       }
       if (!seq.hasGap) clearTimeout(this._fgap);
     } catch {
